@@ -1,0 +1,180 @@
+"""The broker contract: what taskq needs from a message broker, and nothing more.
+
+Two implementations pass one contract suite (``tests/contract/test_broker_contract.py``):
+:class:`~taskq.brokers.memory.MemoryBroker`, in-process, and
+:class:`~taskq.brokers.amqp.AmqpBroker`, RabbitMQ through aio-pika. The worker and the
+app speak only to this interface, so the memory broker exercises the real worker path
+(acks, requeues, redelivery, dead letters) instead of running tasks inline.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskq.topology import QueueSpec, Topology
+
+
+class Delivery(ABC):
+    """One message handed to a consumer. The worker settles it exactly once, with
+    :meth:`ack` or :meth:`requeue`; a delivery left unsettled when its consumer closes
+    goes back to its queue and is delivered again, with ``redelivered`` set."""
+
+    __slots__ = (
+        "body",
+        "correlation_id",
+        "delivery_count",
+        "headers",
+        "message_id",
+        "queue",
+        "redelivered",
+        "routing_key",
+        "task",
+    )
+
+    def __init__(
+        self,
+        *,
+        body: bytes,
+        task: str,
+        queue: str,
+        routing_key: str,
+        redelivered: bool = False,
+        headers: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+        delivery_count: int | None = None,
+    ) -> None:
+        self.body = body
+        #: The task whose queue this came from (may differ from the body's ``task``).
+        self.task = task
+        self.queue = queue
+        self.routing_key = routing_key
+        #: "Maybe seen before": set on every delivery after the first.
+        self.redelivered = redelivered
+        self.headers: Mapping[str, Any] = headers or {}
+        self.correlation_id = correlation_id
+        self.message_id = message_id
+        #: Earlier deliveries of this message, where the queue counts them (quorum
+        #: queues' ``x-delivery-count``); ``None`` where it does not.
+        self.delivery_count = delivery_count
+
+    @abstractmethod
+    async def ack(self) -> None:
+        """Remove the message for good. On a consumer that is already closed this does
+        nothing: the broker has put the message back and will deliver it again."""
+
+    @abstractmethod
+    async def requeue(self) -> None:
+        """Give the message back to its queue, to be delivered again (never dropped)."""
+
+
+#: Called for each delivery. Several calls may run at once, up to the consumer's
+#: prefetch of unsettled deliveries; it should hand the delivery on and return.
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+
+
+class Consumer(ABC):
+    """A running subscription of one worker to its task queues."""
+
+    @abstractmethod
+    async def cancel(self) -> None:
+        """Stop new deliveries. Deliveries already handed out stay unsettled and can
+        still be acked or requeued. Idempotent."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop for good: every delivery still unsettled goes back to its queue.
+        Idempotent; implies :meth:`cancel`."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the dead-letter queue, as the broker holds it."""
+
+    body: bytes
+    routing_key: str
+    reason: str
+    queue: str | None = None
+    correlation_id: str | None = None
+    message_id: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    ready: int
+    consumers: int
+
+
+class Broker(ABC):
+    """Publishes task messages with confirms, consumes them with manual settlement, and
+    keeps a dead-letter queue. Every name comes from :attr:`topology`."""
+
+    #: Where the broker lives, password masked: safe to log.
+    display_url: str
+
+    def __init__(self, topology: Topology, *, publish_timeout: float = 10.0) -> None:
+        self.topology = topology
+        self.publish_timeout = publish_timeout
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.display_url} exchange={self.topology.exchange!r}>"
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Connect and declare the exchange and the dead-letter exchange and queue.
+        Idempotent. Raises :class:`~taskq.errors.BrokerConnectionError`."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close every consumer (their unsettled deliveries are requeued), then the
+        connections. Idempotent."""
+
+    @abstractmethod
+    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+        """Publish a task message with routing key ``queue.task`` and return once the
+        broker confirmed it.
+
+        The message is persistent, ``application/json``, ``correlation_id=task_id``
+        and carries a fresh ``message_id``. The task's queue and binding are declared
+        first, once per connection, so a message published before any worker started
+        is kept. The publish is mandatory: an unroutable message (its queue deleted
+        behind our back) re-declares the queue once and retries, then raises.
+
+        Raises :class:`~taskq.errors.PublishError` when not confirmed (returned,
+        nacked, timed out after ``publish_timeout``, connection lost) and
+        :class:`~taskq.errors.QueueMismatch` when the queue exists with other
+        arguments.
+        """
+
+    @abstractmethod
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Publish ``delivery`` to the dead-letter exchange, confirmed, with its routing
+        key, headers and properties kept and ``x-taskq-reason: reason`` and
+        ``x-taskq-queue`` added. Does not settle ``delivery``: the caller acks it once
+        this returns. Raises :class:`~taskq.errors.PublishError`."""
+
+    @abstractmethod
+    async def consume(
+        self, queues: Sequence[QueueSpec], handler: DeliveryHandler, *, prefetch: int
+    ) -> Consumer:
+        """Declare and bind each queue, then deliver their messages to ``handler`` with
+        at most ``prefetch`` unsettled at a time. Each call is a consumer of its own
+        (its own channel on AMQP), on a connection apart from the publishing one."""
+
+    @abstractmethod
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, oldest first, left in the queue."""
+
+    @abstractmethod
+    async def queue_info(self, task: str) -> QueueInfo | None:
+        """Ready messages and consumers of a task's queue; ``None`` if it does not exist."""
+
+    @abstractmethod
+    async def destroy(self, tasks: Iterable[str]) -> None:
+        """Delete the queues of ``tasks``, the dead-letter queue and both exchanges:
+        everything this topology declared. For tests and benchmarks that clean up."""

@@ -1,0 +1,119 @@
+"""The errors taskq raises, one tree rooted at :class:`TaskqError`.
+
+    TaskqError
+    ├── ConfigurationError       a bad URL, task name or option; raised where it is written
+    ├── SerializationError       arguments or a result that cannot become JSON
+    ├── InvalidArguments         arguments that do not fit the task's signature
+    ├── UnknownTask              no task of that name is registered here
+    ├── BrokerError
+    │   ├── BrokerConnectionError    the broker cannot be reached (or refused the login)
+    │   ├── PublishError             a publish that the broker did not confirm
+    │   └── QueueMismatch            a queue exists with other arguments than ours (406)
+    ├── StoreError               the status store cannot be reached or answered badly
+    ├── MalformedMessage         a delivery that cannot run (worker side, dead-lettered)
+    ├── TaskFailed               the task ran and failed; ``.status`` says how
+    └── ResultTimeout            also a :class:`TimeoutError`: no outcome in time
+
+Errors of aio-pika, aiormq and redis never reach users: each driver translates its
+errors at one boundary (``raise ... from exc``) into these.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskq.status import TaskStatus
+
+
+class TaskqError(Exception):
+    """Base of every error taskq raises on purpose."""
+
+
+class ConfigurationError(TaskqError):
+    """Something written in code or settings cannot work; the message says how to fix it."""
+
+
+class SerializationError(TaskqError, TypeError):
+    """A value that JSON cannot carry; raised before anything is published."""
+
+
+class InvalidArguments(TaskqError, ValueError):
+    """Arguments that do not validate against the task's signature."""
+
+    def __init__(self, task: str, detail: str) -> None:
+        super().__init__(f"invalid arguments for task {task!r}: {detail}")
+        self.task = task
+        self.detail = detail
+
+
+class UnknownTask(TaskqError, LookupError):
+    """No task of this name is registered on this app."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__(f"no task named {task!r} is registered")
+        self.task = task
+
+
+class BrokerError(TaskqError):
+    """The broker failed us; the subclasses say how."""
+
+
+class BrokerConnectionError(BrokerError, ConnectionError):
+    """The broker cannot be reached. The URL in the message has its password masked."""
+
+
+class PublishError(BrokerError):
+    """The broker did not confirm a publish: it was returned (unroutable), nacked, timed
+    out, or its connection was lost before the confirm. The message may or may not have
+    been taken; re-sending with the same task id is safe."""
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class QueueMismatch(BrokerError):
+    """A queue exists with arguments other than the ones taskq declares (AMQP 406
+    PRECONDITION_FAILED). Delete the queue or make the task's options match."""
+
+    def __init__(self, queue: str, detail: str) -> None:
+        super().__init__(f"queue {queue!r} exists with different arguments: {detail}")
+        self.queue = queue
+        self.detail = detail
+
+
+class StoreError(TaskqError):
+    """The status store cannot be reached or gave an answer we cannot read."""
+
+
+class MalformedMessage(TaskqError):
+    """A delivery that cannot run; ``reason`` goes into the dead letter's header."""
+
+    def __init__(self, reason: str, *, task_id: str | None = None, task: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.task_id = task_id
+        self.task = task
+
+
+class TaskFailed(TaskqError):
+    """The task ran and failed; ``status.error`` holds the type, message and traceback."""
+
+    def __init__(self, status: TaskStatus) -> None:
+        err = status.error
+        what = f"{err.type}: {err.message}" if err else "no error recorded"
+        super().__init__(f"task {status.name} [{status.id}] failed: {what}")
+        self.status = status
+
+
+class ResultTimeout(TaskqError, TimeoutError):
+    """The task had no outcome within the time given to ``result()``."""
+
+    def __init__(self, task_id: str, timeout: float, last: Any = None) -> None:
+        state = getattr(last, "state", None)
+        super().__init__(
+            f"task {task_id} did not finish within {timeout:g}s (state: {state or 'unknown'})"
+        )
+        self.task_id = task_id
+        self.timeout = timeout

@@ -1,0 +1,103 @@
+"""The status store contract: every task's state, attempts, result and error.
+
+Two implementations pass one contract suite (``tests/contract/test_store_contract.py``):
+:class:`~taskq.stores.memory.MemoryStore` and :class:`~taskq.stores.redis.RedisStore`.
+State changes are conditional writes that follow :data:`taskq.status.TRANSITIONS`,
+checked and applied atomically inside the store, so a late writer (a slow publisher's
+``queued``, a second run's ``succeeded``) can never move a task backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Final
+
+from taskq.status import ErrorInfo, TaskState, TaskStatus
+
+
+class _NoResult:
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+
+#: Default of ``result=``: leave the stored result as it is.
+NO_RESULT: Final[Any] = _NoResult()
+
+#: How long records live after their last write, by default: one day.
+DEFAULT_TTL = 86_400.0
+
+
+class StatusStore(ABC):
+    """Where the outcome of every task is kept, so that anyone holding a task id can
+    ask how it went."""
+
+    #: Where the store lives, password masked: safe to log.
+    display_url: str
+
+    def __init__(self, *, ttl: float | None = DEFAULT_TTL) -> None:
+        #: Seconds a record lives after its last write; ``None`` keeps it forever.
+        self.ttl = ttl
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.display_url}>"
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Idempotent. Raises :class:`~taskq.errors.StoreError` if unreachable."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Idempotent."""
+
+    @abstractmethod
+    async def get(self, task_id: str) -> TaskStatus | None:
+        """The task's record, or ``None`` if the store has none."""
+
+    @abstractmethod
+    async def create(self, task_id: str, name: str) -> bool:
+        """Write a ``queued`` record if there is no record of ``task_id``; return whether
+        it was written. Atomic: of concurrent creates of one id exactly one wins, which
+        makes an explicit task id an idempotency key."""
+
+    @abstractmethod
+    async def transition(
+        self,
+        task_id: str,
+        name: str,
+        state: TaskState,
+        *,
+        result: Any = NO_RESULT,
+        error: ErrorInfo | None = None,
+    ) -> TaskStatus | None:
+        """Move the task to ``state`` if :func:`taskq.status.can_move` allows it from
+        its current state (creating the record if absent and allowed), atomically.
+
+        Returns the new record, or ``None`` if the move was refused (the record is
+        then unchanged). Moving to ``started`` adds one to ``attempts`` and sets
+        ``started_at``; to ``succeeded`` sets ``result`` (a JSON-able value) and
+        clears ``error``; to ``failed`` or ``retrying`` sets ``error``; to a final
+        state sets ``finished_at``. A created record gets ``created_at``.
+        """
+
+    @abstractmethod
+    async def discard(self, task_id: str) -> bool:
+        """Delete the record only while it is ``queued`` with no attempt (a publish
+        that failed); return whether it was deleted."""
+
+    async def wait(self, task_id: str, timeout: float) -> TaskStatus | None:
+        """Wait until the task is finished or ``timeout`` seconds passed; return the
+        last record seen (``None`` if none). This default polls :meth:`get` with a
+        growing interval; a store that can be notified overrides it."""
+        deadline = time.monotonic() + timeout
+        interval = 0.005
+        while True:
+            status = await self.get(task_id)
+            if status is not None and status.finished:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return status
+            await asyncio.sleep(min(interval, left))
+            interval = min(interval * 1.5, 0.25)

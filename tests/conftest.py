@@ -1,0 +1,106 @@
+"""Where the tests find their services, and names that keep tests apart.
+
+Broker: ``TASKQ_TEST_AMQP_URL``, else a Docker engine through testcontainers, else
+127.0.0.1:5672. Redis likewise (``TASKQ_TEST_REDIS_URL``, testcontainers, 127.0.0.1:6379).
+With none, tests that need the service skip with the reason, unless
+``TASKQ_REQUIRE_BROKER=1`` (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from urllib.parse import urlsplit
+
+import pytest
+
+REQUIRED = os.environ.get("TASKQ_REQUIRE_BROKER") == "1"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+def _unavailable(service: str, tried: str) -> None:
+    reason = f"no {service} available (tried {tried})"
+    if REQUIRED:
+        pytest.fail(f"{reason} and TASKQ_REQUIRE_BROKER=1", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def _containers() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def amqp_url(_containers: ExitStack) -> str:
+    url = os.environ.get("TASKQ_TEST_AMQP_URL")
+    if url:
+        parts = urlsplit(url)
+        if not _port_open(parts.hostname or "127.0.0.1", parts.port or 5672):
+            _unavailable("RabbitMQ", f"TASKQ_TEST_AMQP_URL={parts.hostname}:{parts.port}")
+        return url
+    if _docker_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = _containers.enter_context(RabbitMqContainer("rabbitmq:3.10-management"))
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(5672)
+        return f"amqp://guest:guest@{host}:{port}/"
+    if _port_open("127.0.0.1", 5672):
+        return "amqp://guest:guest@127.0.0.1:5672/"
+    _unavailable("RabbitMQ", "TASKQ_TEST_AMQP_URL, Docker, 127.0.0.1:5672")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_url(_containers: ExitStack) -> str:
+    url = os.environ.get("TASKQ_TEST_REDIS_URL")
+    if url:
+        parts = urlsplit(url)
+        if not _port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
+            _unavailable("Redis", f"TASKQ_TEST_REDIS_URL={parts.hostname}:{parts.port}")
+        return url
+    if _docker_available():
+        from testcontainers.redis import RedisContainer
+
+        container = _containers.enter_context(RedisContainer("redis:7"))
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        return f"redis://{host}:{port}/0"
+    if _port_open("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/0"
+    _unavailable("Redis", "TASKQ_TEST_REDIS_URL, Docker, 127.0.0.1:6379")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def exchange() -> str:
+    """An exchange name of this test's own: every queue it declares is named after it."""
+    return f"taskq-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def store_prefix() -> str:
+    """A Redis key prefix of this test's own."""
+    return f"taskq-test-{uuid.uuid4().hex[:10]}"
