@@ -47,7 +47,7 @@ def check_queue_type(queue_type: str) -> QueueType:
         raise ConfigurationError(
             f"queue_type must be one of {', '.join(QUEUE_TYPES)}, not {queue_type!r}"
         )
-    return queue_type  # type: ignore[return-value]
+    return queue_type
 
 
 @dataclass(frozen=True)

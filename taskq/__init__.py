@@ -1,0 +1,63 @@
+"""taskq: Python tasks on RabbitMQ, with a status store, and nothing lost.
+
+    app = TaskQueue(broker="amqp://guest:guest@127.0.0.1:5672/", store="redis://127.0.0.1:6379/0")
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app:
+        handle = await add.delay(1, 2)
+        print(await handle.result(timeout=10))
+"""
+
+from taskq.app import TaskQueue
+from taskq.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    InvalidArguments,
+    MalformedMessage,
+    PublishError,
+    QueueMismatch,
+    ResultTimeout,
+    SerializationError,
+    StoreError,
+    TaskFailed,
+    TaskqError,
+    UnknownTask,
+)
+from taskq.handle import TaskHandle
+from taskq.status import ErrorInfo, TaskState, TaskStatus
+from taskq.task import Task
+from taskq.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the app and its tasks
+    "Task",
+    "TaskQueue",
+    # running tasks
+    "Worker",
+    # asking how a task went
+    "ErrorInfo",
+    "TaskHandle",
+    "TaskState",
+    "TaskStatus",
+    # errors
+    "BrokerConnectionError",
+    "BrokerError",
+    "ConfigurationError",
+    "InvalidArguments",
+    "MalformedMessage",
+    "PublishError",
+    "QueueMismatch",
+    "ResultTimeout",
+    "SerializationError",
+    "StoreError",
+    "TaskFailed",
+    "TaskqError",
+    "UnknownTask",
+    "__version__",
+]

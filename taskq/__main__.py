@@ -1,0 +1,3 @@
+from taskq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""TaskQueue: one app = one broker, one status store, one exchange, and its tasks.
+
+Several apps can live in one process (e.g. ``critical`` and ``scheduler`` on RabbitMQ,
+``internal`` on the embedded broker); nothing is global but the app objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+import structlog
+
+from taskq.brokers import Broker, broker_from_url
+from taskq.errors import ConfigurationError, TaskqError, UnknownTask
+from taskq.handle import TaskHandle
+from taskq.message import TaskMessage, new_task_id, to_jsonable
+from taskq.stores import DEFAULT_TTL, StatusStore, store_from_url
+from taskq.task import Task, default_name
+from taskq.topology import QueueSpec, QueueType, Topology, check_name, check_queue_type
+from taskq.urls import MEMORY_URL
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+log = structlog.get_logger("taskq.app")
+
+
+class TaskQueue:
+    """The app: registers tasks and sends them.
+
+    >>> app = TaskQueue(broker="amqp://guest:guest@127.0.0.1:5672/",
+    ...                 store="redis://127.0.0.1:6379/0")
+    >>> @app.task
+    ... async def add(x: int, y: int) -> int:
+    ...     return x + y
+
+    ``broker`` and ``store`` take a URL or an instance; when not given they come from
+    ``TASKQ_BROKER_URL`` / ``TASKQ_STORE_URL``, else the embedded ``memory://``.
+    ``exchange`` (else ``TASKQ_EXCHANGE``, else ``"taskq"``) names every object the app
+    declares, so apps on one vhost never share a queue. ``queue_type`` is the default
+    for task queues and for tasks sent by name that have no queue yet.
+    """
+
+    def __init__(
+        self,
+        broker: str | Broker | None = None,
+        store: str | StatusStore | None = None,
+        exchange: str | None = None,
+        *,
+        queue_type: QueueType = "quorum",
+        publish_timeout: float = 10.0,
+        result_ttl: float | None = DEFAULT_TTL,
+    ) -> None:
+        self.topology = Topology(exchange or os.environ.get("TASKQ_EXCHANGE") or "taskq")
+        self.queue_type = check_queue_type(queue_type)
+        if publish_timeout <= 0:
+            raise ConfigurationError("publish_timeout must be a positive number of seconds")
+        self.broker: Broker = (
+            broker
+            if isinstance(broker, Broker)
+            else broker_from_url(
+                broker or os.environ.get("TASKQ_BROKER_URL") or MEMORY_URL,
+                self.topology,
+                publish_timeout=publish_timeout,
+            )
+        )
+        self.store: StatusStore = (
+            store
+            if isinstance(store, StatusStore)
+            else store_from_url(
+                store or os.environ.get("TASKQ_STORE_URL") or MEMORY_URL,
+                ttl=result_ttl,
+                prefix=self.topology.exchange,
+            )
+        )
+        #: Registered tasks by name.
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._connected = False
+        self._connect_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<TaskQueue exchange={self.topology.exchange!r} broker={self.broker!r} store={self.store!r}>"
+
+    # -- registration ---------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self, /, *, name: str | None = None, queue_type: QueueType | None = None
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue_type: QueueType | None = None,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name="emails.send")``.
+
+        The name defaults to ``"<module>.<function name>"``; it is the routing key and
+        names the queue, so keep it stable once tasks are in flight.
+        """
+
+        def decorator(fn: Callable[P, R]) -> Task[P, R]:
+            if not callable(fn):
+                raise ConfigurationError(f"@app.task decorates a function, not {fn!r}")
+            task = Task(
+                self,
+                fn,
+                name=name or default_name(fn),
+                queue_type=queue_type or self.queue_type,
+            )
+            if task.name in self.tasks:
+                raise ConfigurationError(
+                    f"a task named {task.name!r} is already registered; give one of them "
+                    "another name with @app.task(name=...)"
+                )
+            self.tasks[task.name] = task
+            return task
+
+        return decorator(fn) if fn is not None else decorator
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    # -- connection -----------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect broker and store. Idempotent; sending connects on first use too."""
+        if self._connected:
+            return
+        async with self._connect_lock:
+            if not self._connected:
+                await self.store.connect()
+                await self.broker.connect()
+                self._connected = True
+
+    async def close(self) -> None:
+        async with self._connect_lock:
+            self._connected = False
+            try:
+                await self.broker.close()
+            finally:
+                await self.store.close()
+
+    async def __aenter__(self) -> TaskQueue:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- sending --------------------------------------------------------------------
+
+    def handle(self, task_id: str, name: str | None = None) -> TaskHandle:
+        """A handle for a task id kept elsewhere (e.g. returned to an API client)."""
+        return TaskHandle(self, task_id, name)
+
+    async def send(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> TaskHandle:
+        """Send a task by name: the sender needs no import of the task's code.
+
+        If the task is registered on this app its arguments are validated here;
+        otherwise they only have to be JSON-serializable and the worker validates them.
+        """
+        task = self.tasks.get(name)
+        if task is not None:
+            return await self.send_task(task, args, kwargs or {}, task_id=task_id)
+        check_name(name, what="task name")
+        spec = QueueSpec(task=name, queue_type=self.queue_type, authoritative=False)
+        return await self._publish(spec, list(args), dict(kwargs or {}), task_id)
+
+    async def send_task(
+        self,
+        task: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        task_id: str | None = None,
+    ) -> TaskHandle:
+        task.validate(args, kwargs)  # bad arguments fail here, at the sender
+        return await self._publish(task.queue, list(args), dict(kwargs), task_id)
+
+    async def _publish(
+        self, spec: QueueSpec, args: list[Any], kwargs: dict[str, Any], task_id: str | None
+    ) -> TaskHandle:
+        what = f"arguments of task {spec.task!r}"
+        message = TaskMessage(
+            task_id or new_task_id(),
+            spec.task,
+            to_jsonable(args, what=what),
+            to_jsonable(kwargs, what=what),
+        )
+        body = message.encode()  # serialization errors raise before anything is written
+        await self.connect()
+        handle = TaskHandle(self, message.id, spec.task)
+        # `queued` goes in BEFORE the publish: a fast worker's `succeeded` must never be
+        # overwritten by a late `queued`. The store refuses a second create of an id,
+        # which makes an explicit task id an idempotency key.
+        if not await self.store.create(message.id, spec.task):
+            log.debug("task already known, not published again", task_id=message.id, task=spec.task)
+            return handle
+        try:
+            await self.broker.publish(spec, body, task_id=message.id)
+        except BaseException as exc:
+            # Not confirmed: forget the `queued` record so a re-send of this id publishes
+            # again. The broker may still have taken the message; a worker that gets it
+            # creates the record itself.
+            try:
+                await asyncio.shield(self.store.discard(message.id))
+            except TaskqError as discard_exc:  # keep the publish error; say what else failed
+                log.warning("could not remove the queued record", task_id=message.id, error=str(discard_exc))
+            if isinstance(exc, TaskqError):
+                log.warning("publish failed", task_id=message.id, task=spec.task, error=str(exc))
+            raise
+        return handle

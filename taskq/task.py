@@ -1,0 +1,111 @@
+"""A task: a plain function, registered on an app, that can be called or sent.
+
+Calling a task calls the function (nothing is published), so tasks stay testable as
+plain functions. ``delay`` and ``send`` publish a call for a worker to run.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import pydantic
+
+from taskq.errors import ConfigurationError, InvalidArguments
+from taskq.topology import QueueSpec, QueueType, check_name, check_queue_type
+
+if TYPE_CHECKING:
+    from taskq.app import TaskQueue
+    from taskq.handle import TaskHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__name__}"
+
+
+def _argument_validator(fn: Callable[..., Any]) -> Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]:
+    """A pydantic validator of ``fn``'s signature (lax mode: "42" becomes 42, a string
+    becomes a UUID) that returns the validated arguments instead of calling ``fn``.
+
+    Built once per task: it keeps argument validation apart from the call itself, so a
+    ``ValidationError`` raised inside the task body is the task failing, not bad input.
+    """
+
+    def capture(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return args, kwargs
+
+    functools.update_wrapper(capture, fn)  # signature and annotations of fn
+    del capture.__wrapped__  # type: ignore[attr-defined]  # keep inspect on capture's own flags
+    capture.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    try:
+        validator = pydantic.validate_call(config={"arbitrary_types_allowed": True})(capture)
+    except pydantic.PydanticUserError as exc:
+        raise ConfigurationError(
+            f"task {default_name(fn)!r} has a signature pydantic cannot validate: {exc}"
+        ) from exc
+    return validator
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Task(Generic[P, R]):
+    """A registered task. Create with ``@app.task``, never directly."""
+
+    def __init__(
+        self,
+        app: TaskQueue,
+        fn: Callable[P, R],
+        *,
+        name: str,
+        queue_type: QueueType,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = check_name(name, what="task name")
+        self.queue = QueueSpec(task=self.name, queue_type=check_queue_type(queue_type))
+        #: Async tasks run on the worker's event loop; sync ones in its thread pool.
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._validate = _argument_validator(fn)
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def validate(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments as the function will get them; raises :class:`InvalidArguments`."""
+        try:
+            return self._validate(*args, **kwargs)
+        except pydantic.ValidationError as exc:
+            raise InvalidArguments(self.name, describe_validation_error(exc)) from None
+
+    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Publish a call with these arguments; returns once the broker confirmed it."""
+        return await self.app.send_task(self, args, kwargs)
+
+    async def send(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> TaskHandle:
+        """Like :meth:`delay`, with the arguments spelled out and an optional
+        ``task_id``: an explicit id is an idempotency key (a second send of the same id
+        publishes nothing and returns the first one's handle)."""
+        return await self.app.send_task(self, args, kwargs or {}, task_id=task_id)

@@ -1,0 +1,214 @@
+"""Worker: consume an app's task queues, run tasks concurrently, settle each message.
+
+Prefetch = concurrency: the broker hands out at most that many unsettled messages, and
+as many runner coroutines take them from an inbox. Async tasks run on the event loop;
+sync tasks run in a thread pool of ``threads`` threads (default: ``concurrency``).
+
+Stopping is graceful: stop consuming, give back what has not started (requeue, never
+reject), let running tasks finish for up to ``grace`` seconds, then cancel the rest.
+A cancelled or crashed task's message was never acked, so the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from taskq.app import TaskQueue
+from taskq.brokers.base import Consumer, Delivery
+from taskq.errors import BrokerError, ConfigurationError
+from taskq.execution import TaskRunner
+from taskq.settle import Outcome, settle
+from taskq.task import Task
+from taskq.topology import topic_matches
+
+log = structlog.get_logger("taskq.worker")
+
+
+class Worker:
+    """Runs the tasks of ``app`` whose names match ``tasks`` (AMQP topic patterns:
+    ``*`` one word, ``#`` any number; default: every registered task).
+
+    >>> async with Worker(app, concurrency=16, tasks=["emails.*"]):
+    ...     ...                       # consumes in the background of this event loop
+    >>> await Worker(app).run()       # until stop() or SIGTERM / SIGINT
+    """
+
+    def __init__(
+        self,
+        app: TaskQueue,
+        *,
+        concurrency: int = 16,
+        tasks: Sequence[str] | None = None,
+        threads: int | None = None,
+        grace: float = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if threads is not None and threads < 1:
+            raise ConfigurationError("threads must be at least 1")
+        if isinstance(tasks, str):
+            raise ConfigurationError("tasks= takes a list of patterns, e.g. ['emails.*']")
+        self.app = app
+        self.concurrency = concurrency
+        self.patterns = list(tasks) if tasks is not None else None
+        self.threads = threads or concurrency
+        self.grace = grace
+        self.id = f"{os.getpid()}-{id(self):x}"
+        self._consumer: Consumer | None = None
+        self._inbox: asyncio.Queue[Delivery | None] = asyncio.Queue()
+        self._runners: list[asyncio.Task[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._owns_connection = False
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} concurrency={self.concurrency} tasks={self.patterns}>"
+
+    @property
+    def selected_tasks(self) -> list[Task[Any, Any]]:
+        tasks = list(self.app.tasks.values())
+        if self.patterns is None:
+            return tasks
+        return [t for t in tasks if any(topic_matches(p, t.name) for p in self.patterns)]
+
+    async def start(self) -> None:
+        """Connect (if the app is not yet) and start consuming in the background."""
+        if self._stopped is not None:
+            raise RuntimeError("a Worker starts once; make a new one")
+        tasks = self.selected_tasks
+        if not tasks:
+            registered = ", ".join(sorted(self.app.tasks)) or "none"
+            raise ConfigurationError(
+                f"no registered task matches {self.patterns} (registered: {registered})"
+            )
+        self._stopped = asyncio.Event()
+        self._owns_connection = not self.app._connected
+        await self.app.connect()
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="taskq-task")
+        runner = TaskRunner(self.app, self._pool, worker_id=self.id)
+        self._runners = [
+            asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")
+            for i in range(self.concurrency)
+        ]
+        self._consumer = await self.app.broker.consume(
+            [t.queue for t in tasks], self._deliver, prefetch=self.concurrency
+        )
+        log.info(
+            "worker started",
+            worker=self.id,
+            tasks=[t.name for t in tasks],
+            concurrency=self.concurrency,
+            broker=self.app.broker.display_url,
+        )
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        self._inbox.put_nowait(delivery)
+
+    async def _run_inbox(self, runner: TaskRunner) -> None:
+        while True:
+            delivery = await self._inbox.get()
+            if delivery is None:
+                return
+            if self._stopping:  # taken after stop began: it has not started, give it back
+                await settle(self.app.broker, delivery, Outcome.requeue("worker stopping"), log)
+                continue
+            outcome, task_log = await runner.run(delivery)
+            await settle(self.app.broker, delivery, outcome, task_log)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully; idempotent. Waits ``grace`` seconds (default: the worker's)
+        for running tasks, then cancels them; their messages go back to the queue."""
+        if self._stopped is None:
+            return
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        grace = self.grace if grace is None else grace
+        try:
+            if self._consumer is not None:
+                try:
+                    await self._consumer.cancel()
+                except BrokerError as exc:
+                    log.warning("could not cancel the consumer", error=str(exc))
+            await self._requeue_waiting()
+            for _ in self._runners:
+                self._inbox.put_nowait(None)  # wakes idle runners; busy ones exit after
+            _, running = await asyncio.wait(self._runners, timeout=grace) if self._runners else ((), ())
+            if running:
+                log.warning("grace period over; cancelling running tasks", running=len(running))
+                for t in running:
+                    t.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+            await self._requeue_waiting()
+            if self._consumer is not None:
+                await self._consumer.close()  # anything still unsettled goes back
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._owns_connection:
+                await self.app.close()
+            log.info("worker stopped", worker=self.id)
+            self._stopped.set()
+
+    async def _requeue_waiting(self) -> None:
+        while not self._inbox.empty():
+            delivery = self._inbox.get_nowait()
+            if delivery is not None:
+                await settle(self.app.broker, delivery, Outcome.requeue("worker stopping"), log)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop (safe from a signal handler)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Start, run until :meth:`stop` / :meth:`request_stop` or SIGTERM / SIGINT, stop."""
+        self._stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+                pass
+        try:
+            await self.start()
+            assert self._stopped is not None
+            waiters = [
+                asyncio.create_task(self._stop_requested.wait()),
+                asyncio.create_task(self._stopped.wait()),
+            ]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            log.info("stop requested; finishing running tasks", grace=self.grace)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
