@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from contextlib import ExitStack
 from urllib.parse import urlsplit
 
@@ -104,3 +105,53 @@ def exchange() -> str:
 def store_prefix() -> str:
     """A Redis key prefix of this test's own."""
     return f"taskq-test-{uuid.uuid4().hex[:10]}"
+
+
+# -- apps on either backend -------------------------------------------------------------
+
+import pytest_asyncio  # noqa: E402
+
+from taskq import TaskQueue  # noqa: E402
+
+
+async def delete_redis_keys(redis_url: str, prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Runs a test on the embedded broker and store, then on RabbitMQ and Redis."""
+    return str(request.param)
+
+
+@pytest_asyncio.fixture
+async def app(backend: str, exchange: str, request: pytest.FixtureRequest) -> Any:
+    """A connected app of this test's own on ``backend``; its tasks' queues, its dead
+    letters and its status records are deleted afterwards. Tasks sent by name that are
+    not registered go in ``app.extra_task_names`` so their queues are deleted too."""
+    if backend == "memory":
+        application = TaskQueue(broker="memory://", store="memory://", exchange=exchange)
+    else:
+        amqp = request.getfixturevalue("amqp_url")
+        redis = request.getfixturevalue("redis_url")
+        application = TaskQueue(broker=amqp, store=redis, exchange=exchange, publish_timeout=10)
+    application.extra_task_names = []  # type: ignore[attr-defined]
+    await application.connect()
+    try:
+        yield application
+    finally:
+        names = [*application.tasks, *application.extra_task_names]  # type: ignore[attr-defined]
+        try:
+            await application.broker.destroy(names)
+        finally:
+            await application.close()
+            if backend != "memory":
+                await delete_redis_keys(request.getfixturevalue("redis_url"), exchange)

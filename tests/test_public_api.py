@@ -1,0 +1,48 @@
+"""The public API is a deliberate list: a new name in it is a decision, made here."""
+
+import taskq
+
+
+def test_the_public_names_are_exactly_these() -> None:
+    assert sorted(taskq.__all__) == sorted(
+        [
+            "Task",
+            "TaskQueue",
+            "Worker",
+            "ErrorInfo",
+            "TaskHandle",
+            "TaskState",
+            "TaskStatus",
+            "BrokerConnectionError",
+            "BrokerError",
+            "ConfigurationError",
+            "InvalidArguments",
+            "MalformedMessage",
+            "PublishError",
+            "QueueMismatch",
+            "ResultTimeout",
+            "SerializationError",
+            "StoreError",
+            "TaskFailed",
+            "TaskqError",
+            "UnknownTask",
+            "__version__",
+        ]
+    )
+    for name in taskq.__all__:
+        assert hasattr(taskq, name), name
+
+
+def test_every_error_is_a_taskq_error() -> None:
+    for name in taskq.__all__:
+        obj = getattr(taskq, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, taskq.TaskqError), name
+
+
+def test_task_states_are_the_documented_strings() -> None:
+    assert [s.value for s in taskq.TaskState] == ["queued", "started", "retrying", "succeeded", "failed"]
+    assert set(taskq.TaskStatus.model_fields) == {
+        "id", "name", "state", "attempts", "result", "error", "created_at", "started_at", "finished_at",
+    }
+    assert set(taskq.ErrorInfo.model_fields) == {"type", "message", "traceback"}
