@@ -1,0 +1,237 @@
+"""The status store on Redis: one HASH per task, changed only by Lua scripts.
+
+Key ``{prefix}:task:{task_id}``, fields ``state``, ``name``, ``attempts``,
+``created_at``, ``started_at``, ``finished_at`` (ISO-8601), ``result`` (JSON) and
+``error`` (JSON of :class:`~taskq.status.ErrorInfo``): plain enough for a reader in
+another language. Each write is one script call, so checking the current state and
+writing the new one is atomic across any number of processes. The scripts carry the
+transition table generated from :data:`taskq.status.TRANSITIONS`, never a copy by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import structlog
+from pydantic_core import PydanticSerializationError, to_json
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from taskq.errors import ConfigurationError, SerializationError, StoreError
+from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
+from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
+from taskq.urls import mask_url
+
+log = structlog.get_logger(__name__)
+
+
+def _lua_string(text: str) -> str:
+    # A JSON string literal of plain ASCII is a valid Lua string literal.
+    return json.dumps(text, ensure_ascii=True)
+
+
+def _lua_set(states: Iterable[TaskState]) -> str:
+    return "{" + ", ".join(f"[{_lua_string(s.value)}] = true" for s in sorted(states)) + "}"
+
+
+def _lua_transitions() -> str:
+    """``TRANSITIONS`` as a Lua table; ``''`` stands for "no record yet"."""
+    rows = (
+        f"[{_lua_string('' if current is None else current.value)}] = {_lua_set(allowed)}"
+        for current, allowed in TRANSITIONS.items()
+    )
+    return "{" + ", ".join(rows) + "}"
+
+
+# KEYS[1]: the record. ARGV: target state, task name, now (ISO-8601), ttl in ms ('' for
+# none), '1' to write only if there is no record (create), result JSON and error JSON
+# ('' for "leave as it is"). Returns the record after the write (HGETALL), or false
+# when the move is refused and nothing was written.
+_WRITE = f"""
+local ALLOWED = {_lua_transitions()}
+local FINAL = {_lua_set(s for s in TaskState if s.finished)}
+local key = KEYS[1]
+local to, name, now, ttl, only_new, result, err = unpack(ARGV)
+local current = redis.call('HGET', key, 'state') or ''
+if only_new == '1' and current ~= '' then return false end
+local allowed = ALLOWED[current]
+if not allowed or not allowed[to] then return false end
+if current == '' then
+  redis.call('HSET', key, 'name', name, 'attempts', 0, 'created_at', now)
+end
+redis.call('HSET', key, 'state', to)
+if to == {_lua_string(TaskState.STARTED)} then
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'started_at', now)
+end
+if result ~= '' then redis.call('HSET', key, 'result', result) end
+if to == {_lua_string(TaskState.SUCCEEDED)} then
+  redis.call('HDEL', key, 'error')
+elseif err ~= '' then
+  redis.call('HSET', key, 'error', err)
+end
+if FINAL[to] then redis.call('HSET', key, 'finished_at', now) end
+if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
+return redis.call('HGETALL', key)
+"""
+
+# KEYS[1]: the record. Deletes it only while queued with no attempt; returns 1 if it did.
+_DISCARD = f"""
+local key = KEYS[1]
+local fields = redis.call('HMGET', key, 'state', 'attempts')
+if fields[1] == {_lua_string(TaskState.QUEUED)} and (tonumber(fields[2]) or 0) == 0 then
+  return redis.call('DEL', key)
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class _Connection:
+    client: Redis
+    write: AsyncScript
+    discard: AsyncScript
+
+
+class RedisStore(StatusStore):
+    """Task records in Redis (``redis://`` or ``rediss://``), shared by every process
+    that points at the same server and ``prefix``."""
+
+    def __init__(self, url: str, *, ttl: float | None = DEFAULT_TTL, prefix: str = "taskq") -> None:
+        super().__init__(ttl=ttl)
+        self.display_url = mask_url(url)
+        self.prefix = prefix
+        self._url = url
+        # Made in connect(), so that its connections belong to the loop that uses them.
+        self._conn: _Connection | None = None
+
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            client = Redis.from_url(self._url, decode_responses=True)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"invalid store URL {self.display_url!r}: {self._scrub(str(exc))}"
+            ) from exc
+        try:
+            with self._errors():
+                await client.ping()
+        except BaseException:
+            await client.aclose()
+            raise
+        if self._conn is not None:  # a concurrent connect() won the race; keep its client
+            await client.aclose()
+            return
+        write, discard = client.register_script(_WRITE), client.register_script(_DISCARD)
+        self._conn = _Connection(client, write, discard)
+        log.debug("store connected", store=self.display_url)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with self._errors():
+                await conn.client.aclose()
+            log.debug("store closed", store=self.display_url)
+
+    async def get(self, task_id: str) -> TaskStatus | None:
+        with self._errors():
+            # decode_responses=True: keys and values come back as str.
+            fields = cast(dict[str, str], await self._connection.client.hgetall(self._key(task_id)))
+        return self._decode(task_id, fields) if fields else None
+
+    async def create(self, task_id: str, name: str) -> bool:
+        return await self._write(task_id, name, TaskState.QUEUED, only_if_absent=True) is not None
+
+    async def transition(
+        self,
+        task_id: str,
+        name: str,
+        state: TaskState,
+        *,
+        result: Any = NO_RESULT,
+        error: ErrorInfo | None = None,
+    ) -> TaskStatus | None:
+        return await self._write(task_id, name, state, result=result, error=error)
+
+    async def discard(self, task_id: str) -> bool:
+        with self._errors():
+            return bool(await self._connection.discard(keys=[self._key(task_id)]))
+
+    async def _write(
+        self,
+        task_id: str,
+        name: str,
+        state: TaskState,
+        *,
+        only_if_absent: bool = False,
+        result: Any = NO_RESULT,
+        error: ErrorInfo | None = None,
+    ) -> TaskStatus | None:
+        args = [
+            state.value,
+            name,
+            utcnow().isoformat(),
+            "" if self.ttl is None else str(max(1, math.ceil(self.ttl * 1000))),
+            "1" if only_if_absent else "0",
+            "" if result is NO_RESULT else _encode_result(result),
+            "" if error is None else error.model_dump_json(),
+        ]
+        with self._errors():
+            reply = await self._connection.write(keys=[self._key(task_id)], args=args)
+        if not reply:
+            return None
+        return self._decode(task_id, dict(zip(reply[::2], reply[1::2], strict=True)))
+
+    @property
+    def _connection(self) -> _Connection:
+        if self._conn is None:
+            raise StoreError(f"store {self.display_url} is not connected: call connect() first")
+        return self._conn
+
+    def _key(self, task_id: str) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
+    def _decode(self, task_id: str, fields: dict[str, str]) -> TaskStatus:
+        try:
+            return TaskStatus.model_validate(
+                {
+                    **fields,
+                    "id": task_id,
+                    "result": json.loads(fields["result"]) if "result" in fields else None,
+                    "error": json.loads(fields["error"]) if "error" in fields else None,
+                }
+            )
+        except ValueError as exc:  # JSONDecodeError and ValidationError both are
+            raise StoreError(
+                f"unreadable record of task {task_id} in {self.display_url}: {exc}"
+            ) from exc
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The one place where redis errors become :class:`StoreError`, password masked."""
+        try:
+            yield
+        except RedisError as exc:
+            reason = self._scrub(f"{type(exc).__name__}: {exc}")
+            raise StoreError(f"status store {self.display_url} failed: {reason}") from exc
+
+    def _scrub(self, text: str) -> str:
+        """Drivers may echo the URL or its password; ours must not reach a message."""
+        password = urlsplit(self._url).password
+        text = text.replace(self._url, self.display_url)
+        return text.replace(password, "***") if password else text
+
+
+def _encode_result(result: Any) -> str:
+    try:
+        return to_json(result).decode()
+    except PydanticSerializationError as exc:
+        raise SerializationError(f"a task result must be JSON-able: {exc}") from exc
