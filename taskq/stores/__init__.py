@@ -9,7 +9,9 @@ from taskq.urls import mask_url, scheme_of
 __all__ = ["DEFAULT_TTL", "NO_RESULT", "StatusStore", "store_from_url"]
 
 
-def store_from_url(url: str, *, ttl: float | None = DEFAULT_TTL, prefix: str = "taskq") -> StatusStore:
+def store_from_url(
+    url: str, *, ttl: float | None = DEFAULT_TTL, prefix: str = "taskq"
+) -> StatusStore:
     scheme = scheme_of(url)
     if scheme == "memory":
         from taskq.stores.memory import MemoryStore

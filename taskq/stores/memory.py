@@ -79,7 +79,7 @@ class MemoryStore(StatusStore):
             del self._records[task_id]
             return True
 
-    async def wait(self, task_id: str, timeout: float) -> TaskStatus | None:  # noqa: ASYNC109
+    async def wait(self, task_id: str, timeout: float) -> TaskStatus | None:
         """Sleep until a write to ``task_id`` wakes us, instead of polling.
 
         The future is registered *before* reading, so a write landing between the

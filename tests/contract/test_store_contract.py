@@ -25,28 +25,11 @@ from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus
 from taskq.stores.base import DEFAULT_TTL, StatusStore
 from taskq.stores.memory import MemoryStore
 from taskq.stores.redis import RedisStore
+from tests.conftest import delete_redis_keys
 
 MakeStore = Callable[..., Awaitable[StatusStore]]
 
-# tests/conftest.py's _docker_available() leaks docker-py's Unix socket when no Docker
-# daemon runs; whichever test the garbage collector meets it in then fails. Until that
-# probe closes its socket, ignore exactly that: Unix sockets, which no store here opens.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <socket.socket fd=\d+, family=(1|AddressFamily.AF_UNIX),"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-
 STARTED, SUCCEEDED, FAILED = TaskState.STARTED, TaskState.SUCCEEDED, TaskState.FAILED
-
-
-async def delete_keys(redis_url: str, prefix: str) -> None:
-    client = aioredis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest_asyncio.fixture(params=["memory", "redis"])
@@ -72,7 +55,7 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]
         for store in built:
             await store.close()
         if redis_url:
-            await delete_keys(redis_url, prefix)
+            await delete_redis_keys(redis_url, prefix)
 
 
 @pytest_asyncio.fixture
@@ -452,7 +435,7 @@ async def test_a_redis_record_is_a_plain_hash_other_languages_can_read(
     finally:
         await client.aclose()
         await store.close()
-        await delete_keys(redis_url, store_prefix)
+        await delete_redis_keys(redis_url, store_prefix)
     assert (fields["state"], fields["name"], fields["attempts"]) == ("succeeded", "add", "1")
     assert json.loads(fields["result"]) == {"sum": 2**70}
     assert {"created_at", "started_at", "finished_at"} <= fields.keys()
