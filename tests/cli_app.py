@@ -1,0 +1,22 @@
+"""The app that ``taskq worker tests.cli_app:app`` runs in tests/test_cli.py, configured
+by the TASKQ_* variables of the subprocess."""
+
+from __future__ import annotations
+
+from taskq import TaskQueue
+
+app = TaskQueue()
+
+
+@app.task(name="cli.add")
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="cli.fail")
+def fail(message: str) -> None:
+    raise RuntimeError(message)
+
+
+#: Every task name above, for the tests' clean-up.
+TASK_NAMES = list(app.tasks)
