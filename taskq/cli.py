@@ -39,9 +39,16 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from taskq.app import TaskQueue
-from taskq.errors import BrokerConnectionError, StoreError, TaskFailed, TaskqError
+from taskq.errors import (
+    BrokerConnectionError,
+    ConfigurationError,
+    StoreError,
+    TaskFailed,
+    TaskqError,
+)
 from taskq.logconfig import LOG_FORMATS, LOG_LEVELS, configure_logging
 from taskq.status import TaskStatus
+from taskq.worker import Worker
 
 RET_OK = 0
 RET_ERROR = 1
@@ -112,13 +119,13 @@ def _app_for(args: argparse.Namespace, *, need_broker: bool, need_store: bool) -
     from taskq.stores.memory import MemoryStore
 
     if need_broker and isinstance(app.broker, MemoryBroker):
-        raise TaskqError(
+        raise ConfigurationError(
             "the broker is the embedded memory://, which lives inside one process and "
             "cannot be reached from this one: set TASKQ_BROKER_URL "
             "(e.g. amqp://guest:guest@127.0.0.1:5672/) or pass --app"
         )
     if need_store and isinstance(app.store, MemoryStore):
-        raise TaskqError(
+        raise ConfigurationError(
             "the status store is the embedded memory://, which no other process writes "
             "to: set TASKQ_STORE_URL (e.g. redis://127.0.0.1:6379/0) or pass --app"
         )
@@ -129,8 +136,6 @@ def _app_for(args: argparse.Namespace, *, need_broker: bool, need_store: bool) -
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from taskq.worker import Worker
-
     app = load_app(args.app_path)
     worker = Worker(
         app,
@@ -272,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("app_path", metavar="APP_PATH", help="the app, e.g. workers.emails:app")
     worker.add_argument(
-        "--concurrency", type=int, default=16, help="tasks run at once, = prefetch (default: 16)"
+        "--concurrency",
+        type=int,
+        default=16,
+        metavar="N",
+        help="tasks run at once, = prefetch (default: 16)",
     )
     worker.add_argument(
         "--tasks",
@@ -282,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only tasks matching these topic patterns, e.g. 'emails.*' (default: all)",
     )
     worker.add_argument(
-        "--threads", type=int, help="threads for sync tasks (default: the concurrency)"
+        "--threads", type=int, metavar="K", help="threads for sync tasks (default: the concurrency)"
     )
     worker.add_argument(
         "--grace",

@@ -196,22 +196,30 @@ async def test_a_bad_import_path_is_a_one_line_error_and_ret_import(
     assert_one_line_error(ran, code=RET_IMPORT, mentions=mentions)
 
 
+UNREACHABLE_BROKER = "amqp://guest:s3cret@127.0.0.1:1/"
+
+
 @pytest.mark.parametrize(
-    "command",
-    [["send", "cli.add", "--args", "[1, 2]"], ["worker", APP, "--log-level", "error"]],
-    ids=["send", "worker"],
+    ("command", "settings"),
+    [
+        (["send", "cli.add", "--args", "[1, 2]"], {"broker_url": UNREACHABLE_BROKER}),
+        (["worker", APP, "--log-level", "error"], {"broker_url": UNREACHABLE_BROKER}),
+        (["status", "some-id"], {"store_url": "redis://:s3cret@127.0.0.1:1/0"}),
+    ],
+    ids=["send", "worker", "status"],
 )
-async def test_an_unreachable_broker_is_a_one_line_error_without_the_password(
-    command: list[str],
+async def test_an_unreachable_broker_or_store_is_a_one_line_error_without_the_password(
+    command: list[str], settings: dict[str, str]
 ) -> None:
-    env = environment(broker_url="amqp://guest:s3cret@127.0.0.1:1/", store_url="memory://")
+    env = environment(**{"store_url": "memory://", **settings})
 
     ran = await taskq(*command, env=env)
 
     logs = assert_one_line_error(ran, code=RET_CONNECT, mentions="127.0.0.1:1")
     assert "s3cret" not in ran.stdout + ran.stderr, ran.stderr
-    if command[0] == "send":
+    if command[0] != "worker":
         assert logs == []  # a one-shot command says it once
+
 
 async def test_send_refuses_the_embedded_broker_another_process_cannot_reach() -> None:
     ran = await taskq("send", "cli.add", "--args", "[1, 2]", env=environment())
