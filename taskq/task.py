@@ -51,10 +51,15 @@ def _argument_validator(fn: Callable[..., Any]) -> Callable[..., tuple[tuple[Any
     return validator
 
 
-def describe_validation_error(exc: pydantic.ValidationError) -> str:
+def describe_validation_error(exc: pydantic.ValidationError, positional: Sequence[str]) -> str:
+    """``x: Input should be a valid integer``: pydantic locates positional arguments by
+    index; name them after the parameter they bind to."""
     parts = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        loc = list(err["loc"])
+        if loc and isinstance(loc[0], int) and loc[0] < len(positional):
+            loc[0] = positional[loc[0]]
+        where = ".".join(str(p) for p in loc) or "arguments"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
 
@@ -77,6 +82,11 @@ class Task(Generic[P, R]):
         #: Async tasks run on the worker's event loop; sync ones in its thread pool.
         self.is_async = inspect.iscoroutinefunction(fn)
         self._validate = _argument_validator(fn)
+        self._positional = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -92,7 +102,7 @@ class Task(Generic[P, R]):
         try:
             return self._validate(*args, **kwargs)
         except pydantic.ValidationError as exc:
-            raise InvalidArguments(self.name, describe_validation_error(exc)) from None
+            raise InvalidArguments(self.name, describe_validation_error(exc, self._positional)) from None
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Publish a call with these arguments; returns once the broker confirmed it."""

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from pydantic_core import PydanticSerializationError, to_json
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -28,6 +28,9 @@ from taskq.errors import ConfigurationError, SerializationError, StoreError
 from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
 from taskq.urls import mask_url
+
+#: Connections per store (per process); more writers than this wait their turn.
+MAX_CONNECTIONS = 32
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +119,13 @@ class RedisStore(StatusStore):
         if self._conn is not None:
             return
         try:
-            client = Redis.from_url(self._url, decode_responses=True)
+            # A blocking pool: a burst of concurrent writes (thousands of tasks finishing
+            # at once) waits for a free connection instead of failing with "Too many
+            # connections", which the default pool raises at once.
+            pool = BlockingConnectionPool.from_url(
+                self._url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=None
+            )
+            client = Redis.from_pool(pool)  # closing the client closes the pool
         except ValueError as exc:
             raise ConfigurationError(
                 f"invalid store URL {self.display_url!r}: {self._scrub(str(exc))}"
