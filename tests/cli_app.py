@@ -3,6 +3,8 @@ by the TASKQ_* variables of the subprocess."""
 
 from __future__ import annotations
 
+import asyncio
+
 from taskq import TaskQueue
 
 app = TaskQueue()
@@ -16,6 +18,12 @@ async def add(x: int, y: int) -> int:
 @app.task(name="cli.fail")
 def fail(message: str) -> None:
     raise RuntimeError(message)
+
+
+@app.task(name="cli.sleep")
+async def sleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
 
 
 #: Every task name above, for the tests' clean-up.

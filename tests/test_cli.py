@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from taskq import TaskState, TaskStatus
+from taskq import TaskQueue, TaskState, TaskStatus
 from taskq.cli import (
     RET_CONNECT,
     RET_ERROR,
@@ -29,6 +29,7 @@ from taskq.cli import (
 )
 from tests.cli_app import TASK_NAMES
 from tests.deployment import ROOT, Ran, environment, run_python, tear_down
+from tests.helpers import eventually
 
 APP = "tests.cli_app:app"
 
@@ -157,15 +158,21 @@ async def test_send_wait_exits_ret_timeout_when_no_worker_runs_the_task(
     assert uuid.UUID(ran.lines[0])  # the id is printed first: the task is queued
 
 
-async def test_sigterm_stops_the_worker_gracefully_with_exit_code_0(
-    start_worker: StartWorker,
+async def test_sigterm_lets_the_running_task_finish_and_the_worker_exit_0(
+    env: dict[str, str], start_worker: StartWorker, redis_url: str, exchange: str
 ) -> None:
     worker = await start_worker()
+    sent = await taskq("send", "cli.sleep", "--args", "[1.0]", env=env)
+    async with TaskQueue(broker="memory://", store=redis_url, exchange=exchange) as app:
+        handle = app.handle(sent.lines[0])
+        await eventually(handle.status, lambda s: s is not None and s.state == "started")
 
-    worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.send_signal(signal.SIGTERM)
 
-    assert await asyncio.wait_for(worker.proc.wait(), 20) == RET_OK
-    assert worker.events()[-1] == "worker stopped"
+        assert await asyncio.wait_for(worker.proc.wait(), 20) == RET_OK
+        status = await handle.status()
+    assert status is not None and status.state is TaskState.SUCCEEDED
+    assert "worker stopped" in worker.events()
 
 
 async def test_status_of_an_unknown_id_says_so_and_exits_ret_not_found(
