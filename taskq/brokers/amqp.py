@@ -1,0 +1,391 @@
+"""RabbitMQ through aio-pika: publisher confirms, manual acks, a dead-letter queue.
+
+Two robust connections (``connect_robust``): one publishes, one consumes, because a
+memory or disk alarm blocks publishing connections only and must not stall acks.
+Declarations go through robust channels, so aio-pika declares them again after a
+reconnect; what we remember ourselves (which queues this connection declared) is
+forgotten in a ``reconnect_callbacks`` hook.
+Declarations the broker may refuse run first on a scratch channel (``amqp_declare``).
+
+    broker = AmqpBroker("amqp://guest:guest@localhost/", Topology("shop"))
+    await broker.connect()
+    await broker.publish(QueueSpec("emails.send"), body, task_id=task_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aio_pika
+import aiormq.exceptions
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustExchange,
+    DeliveryMode,
+    ExchangeType,
+)
+
+from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery, header_text
+from taskq.brokers.amqp_declare import declare_queue, inspect_queue, scratch_channel
+from taskq.brokers.amqp_errors import amqp_errors
+from taskq.brokers.base import Broker, DeadLetter, Delivery, DeliveryHandler, QueueInfo
+from taskq.errors import BrokerConnectionError, ConfigurationError
+from taskq.message import CONTENT_TYPE
+from taskq.topology import QUEUE_HEADER, REASON_HEADER, QueueSpec, Topology
+from taskq.urls import mask_url
+
+log = structlog.get_logger(__name__)
+
+# Where RabbitMQ itself dead-lettered a message (a quorum queue's delivery limit), the
+# reason is in its own header instead of ours.
+_BROKER_REASON = "x-first-death-reason"
+
+
+@dataclass(eq=False)
+class _Publisher:
+    """The publishing connection, its confirm channel and what it declared."""
+
+    connection: AbstractRobustConnection
+    channel: AbstractRobustChannel
+    exchange: AbstractRobustExchange
+    dead_exchange: AbstractRobustExchange
+    #: Specs declared and bound on this connection since it last (re)connected (the
+    #: spec, not the name: another queue type for the same task must reach the broker).
+    declared: set[QueueSpec] = field(default_factory=set)
+    #: Robust queue objects already registered on ``channel``: declared again through
+    #: them, so a reconnect does not add one more object to replay each time.
+    queues: dict[str, AbstractQueue] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def forget(self, _: AbstractRobustConnection | None = None) -> None:
+        self.declared.clear()
+
+
+class AmqpBroker(Broker):
+    """A :class:`Broker` on RabbitMQ 3.10+ (see ``RABBITMQ-NOTES.md``)."""
+
+    def __init__(self, url: str, topology: Topology, *, publish_timeout: float = 10.0) -> None:
+        super().__init__(topology, publish_timeout=publish_timeout)
+        try:
+            self.display_url = mask_url(url)
+        except ValueError as exc:  # a port that is not a number: don't echo the URL
+            raise ConfigurationError(f"the AMQP URL is not valid: {exc}") from None
+        self._url = url
+        self._lock = asyncio.Lock()
+        self._publisher: _Publisher | None = None
+        self._consuming: AbstractRobustConnection | None = None
+        self._consumers: set[AmqpConsumer] = set()
+
+    # -- connections --------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._publisher is not None:
+            return
+        async with self._lock:
+            if self._publisher is None:
+                self._publisher = await self._open_publisher()
+                log.info("broker connected", url=self.display_url, exchange=self.topology.exchange)
+
+    async def _open(self, role: str) -> AbstractRobustConnection:
+        # fail_fast (aio-pika's default): a wrong password or host raises here, at once.
+        # Not inside an outer time box: cancelling connect_robust half-way would leave
+        # its reconnect task running with no connection object to close it by.
+        with amqp_errors(self._url):
+            return await aio_pika.connect_robust(
+                self._url,
+                timeout=self.publish_timeout,
+                client_properties={"connection_name": f"taskq {role} {self.topology.exchange}"},
+            )
+
+    async def _open_publisher(self) -> _Publisher:
+        t = self.topology
+        connection = await self._open("publish")
+        try:
+            async with self._calling():
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                exchange = await channel.declare_exchange(
+                    t.exchange, ExchangeType.TOPIC, durable=True
+                )
+                dead_exchange = await channel.declare_exchange(
+                    t.dead_exchange, ExchangeType.FANOUT, durable=True
+                )
+                publisher = _Publisher(connection, channel, exchange, dead_exchange)
+                await self._declare_dead_queue(publisher)
+        except BaseException:
+            await connection.close()
+            raise
+        connection.reconnect_callbacks.add(publisher.forget)
+        return publisher
+
+    async def _consuming_connection(self) -> AbstractRobustConnection:
+        async with self._lock:
+            if self._consuming is None:
+                self._consuming = await self._open("consume")
+            return self._consuming
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.close()
+        async with self._lock:
+            publisher, self._publisher = self._publisher, None
+            consuming, self._consuming = self._consuming, None
+        for connection in (consuming, publisher.connection if publisher else None):
+            if connection is not None:
+                try:
+                    await connection.close()
+                except (aiormq.exceptions.AMQPError, OSError) as exc:
+                    log.info("connection already closed", url=self.display_url, error=repr(exc))
+
+    # -- declarations -------------------------------------------------------------
+
+    async def _declare_task_queue(
+        self,
+        connection: AbstractRobustConnection,
+        channel: AbstractChannel,
+        spec: QueueSpec,
+        *,
+        known: AbstractQueue | None = None,
+    ) -> AbstractQueue:
+        return await declare_queue(
+            connection,
+            channel,
+            self.topology.queue_name(spec.task),
+            self.topology.queue_arguments(spec.queue_type),
+            use_existing=not spec.authoritative,
+            known=known,
+        )
+
+    async def _ensure_queue(self, publisher: _Publisher, spec: QueueSpec) -> None:
+        """Declare and bind a task queue once per connection, before its first publish."""
+        if spec in publisher.declared:
+            return
+        async with publisher.lock:
+            if spec in publisher.declared:
+                return
+            name = self.topology.queue_name(spec.task)
+            connection = publisher.connection
+            if spec.authoritative:
+                queue = await self._declare_task_queue(
+                    connection, publisher.channel, spec, known=publisher.queues.get(name)
+                )
+                await queue.bind(publisher.exchange, spec.task)
+                publisher.queues[name] = queue
+            else:
+                # Not ours to replay after a reconnect: the queue may be gone by then,
+                # and a failed passive replay would stall the whole reconnect. Declared
+                # and bound on a scratch channel; `forget` re-checks it after a reconnect.
+                async with scratch_channel(connection) as scratch:
+                    queue = await self._declare_task_queue(connection, scratch, spec)
+                    await queue.bind(self.topology.exchange, spec.task)
+            publisher.declared.add(spec)
+            log.debug("queue declared", queue=name, queue_type=spec.queue_type)
+
+    async def _declare_dead_queue(self, publisher: _Publisher) -> None:
+        t = self.topology
+        queue = await declare_queue(
+            publisher.connection,
+            publisher.channel,
+            t.dead_queue,
+            t.dead_queue_arguments(),
+            known=publisher.queues.get(t.dead_queue),
+        )
+        await queue.bind(publisher.dead_exchange, "")
+        publisher.queues[t.dead_queue] = queue
+
+    # -- publishing ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _calling(
+        self, *, publishing: bool = False, task_id: str | None = None
+    ) -> AsyncIterator[None]:
+        """Every call into aio-pika: time-boxed (a blocked or reconnecting connection
+        waits silently) and with its errors translated."""
+        with amqp_errors(
+            self._url, publishing=publishing, task_id=task_id, timeout=self.publish_timeout
+        ):
+            async with asyncio.timeout(self.publish_timeout):
+                yield
+
+    async def _ready_publisher(self) -> _Publisher:
+        publisher = self._publisher
+        if publisher is None:  # closed while this call was on its way
+            raise BrokerConnectionError(f"the broker at {self.display_url} is closed")
+        await publisher.channel.ready()  # waits out a reconnect, within the time box
+        return publisher
+
+    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+        await self.connect()
+
+        def message() -> aio_pika.Message:
+            return aio_pika.Message(
+                body,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                content_type=CONTENT_TYPE,
+                correlation_id=task_id,
+                # Fresh for every basic.publish: aiormq matches returns by message_id,
+                # and a duplicate in flight can leave a confirm unresolved (#689).
+                message_id=uuid.uuid4().hex,
+            )
+
+        async with self._calling(publishing=True, task_id=task_id):
+            publisher = await self._ready_publisher()
+
+            async def redeclare() -> None:
+                publisher.declared.discard(queue)
+                await self._ensure_queue(publisher, queue)
+
+            await self._ensure_queue(publisher, queue)
+            await self._publish_mandatory(publisher.exchange, queue.task, message, redeclare)
+
+    async def _publish_mandatory(
+        self,
+        exchange: AbstractExchange,
+        routing_key: str,
+        message: Callable[[], aio_pika.Message],
+        redeclare: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Publish and wait for the confirm. A return means the queue went away behind
+        our back (deleted, or unbound): declare it again and retry once."""
+        try:
+            await exchange.publish(
+                message(), routing_key, mandatory=True, timeout=self.publish_timeout
+            )
+        except aiormq.exceptions.PublishError:
+            log.warning(
+                "publish returned unroutable; declaring the queue again",
+                exchange=exchange.name,
+                routing_key=routing_key,
+            )
+            await redeclare()
+            await exchange.publish(
+                message(), routing_key, mandatory=True, timeout=self.publish_timeout
+            )
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        await self.connect()
+        headers = {**delivery.headers, REASON_HEADER: reason, QUEUE_HEADER: delivery.queue}
+        content_type = delivery.content_type if isinstance(delivery, AmqpDelivery) else None
+
+        def message() -> aio_pika.Message:
+            return aio_pika.Message(
+                delivery.body,
+                headers=headers,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                content_type=content_type,
+                correlation_id=delivery.correlation_id,
+                message_id=uuid.uuid4().hex,
+            )
+
+        async with self._calling(publishing=True, task_id=delivery.correlation_id):
+            publisher = await self._ready_publisher()
+            await self._publish_mandatory(
+                publisher.dead_exchange,
+                delivery.routing_key,
+                message,
+                lambda: self._declare_dead_queue(publisher),
+            )
+
+    # -- consuming ----------------------------------------------------------------
+
+    async def consume(
+        self, queues: Sequence[QueueSpec], handler: DeliveryHandler, *, prefetch: int
+    ) -> AmqpConsumer:
+        await self.connect()
+        connection = await self._consuming_connection()
+        async with self._calling():
+            channel = await connection.channel()
+            consumer = AmqpConsumer(channel, handler, on_close=self._consumers.discard)
+            try:
+                # basic.qos per consumer (global=false; quorum queues refuse global QoS):
+                # each queue of this call gets up to `prefetch` unsettled deliveries.
+                await channel.set_qos(prefetch_count=prefetch)
+                exchange = await channel.declare_exchange(
+                    self.topology.exchange, ExchangeType.TOPIC, durable=True
+                )
+                for spec in queues:
+                    queue = await self._declare_task_queue(connection, channel, spec)
+                    await queue.bind(exchange, spec.task)
+                    on_message = consumer.callback(
+                        task=spec.task,
+                        queue=queue.name,
+                        counted=queue.arguments == self.topology.queue_arguments("quorum"),
+                    )
+                    consumer.subscribed(queue, await queue.consume(on_message, no_ack=False))
+            except BaseException:
+                await consumer.close()
+                raise
+        self._consumers.add(consumer)
+        log.info(
+            "consuming",
+            queues=[self.topology.queue_name(spec.task) for spec in queues],
+            prefetch=prefetch,
+        )
+        return consumer
+
+    # -- inspection and cleanup ---------------------------------------------------
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        await self.connect()
+        letters: list[DeadLetter] = []
+        async with self._calling():
+            publisher = await self._ready_publisher()
+            # basic.get without ack, then closing the channel: every message goes back.
+            async with scratch_channel(publisher.connection) as channel:
+                queue = await channel.get_queue(self.topology.dead_queue, ensure=False)
+                while len(letters) < limit:
+                    got = await queue.get(no_ack=False, fail=False)
+                    if got is None:
+                        break
+                    letters.append(_dead_letter(got))
+        return letters
+
+    async def queue_info(self, task: str) -> QueueInfo | None:
+        await self.connect()
+        async with self._calling():
+            publisher = await self._ready_publisher()
+            return await inspect_queue(publisher.connection, self.topology.queue_name(task))
+
+    async def destroy(self, tasks: Iterable[str]) -> None:
+        """Delete everything this topology declared, on a connection of its own after
+        closing ours: our consumers would declare their deleted queues again to restore
+        them, and a publish racing the deletion of its quorum queue crashes the channel
+        in RabbitMQ 3.10 (INTERNAL_ERROR, seen in the worker tests' teardown). A later
+        call connects and declares again."""
+        await self.close()
+        t = self.topology
+        connection = await self._open("destroy")
+        try:
+            async with self._calling(), scratch_channel(connection) as channel:
+                # RabbitMQ answers delete-ok for a queue or exchange that does not exist.
+                for task in tasks:
+                    await channel.queue_delete(t.queue_name(task))
+                await channel.queue_delete(t.dead_queue)
+                await channel.exchange_delete(t.exchange)
+                await channel.exchange_delete(t.dead_exchange)
+        finally:
+            await connection.close()
+        log.info("topology destroyed", exchange=t.exchange)
+
+
+def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
+    headers = dict(message.headers)
+    reason = header_text(headers.get(REASON_HEADER)) or header_text(headers.get(_BROKER_REASON))
+    return DeadLetter(
+        body=message.body,
+        routing_key=message.routing_key or "",
+        reason=reason or "unknown",
+        queue=header_text(headers.get(QUEUE_HEADER)),
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        headers=headers,
+    )

@@ -1,0 +1,123 @@
+"""The one place where aio-pika, aiormq, asyncio and socket errors become taskq errors.
+
+Like httpx's ``map_httpcore_exceptions``: every call into the driver runs inside
+:func:`amqp_errors`, which knows what the call was doing (publishing or not) and so
+which taskq error the driver's error means::
+
+    with amqp_errors(url, publishing=True, task_id=task_id, timeout=10.0):
+        await exchange.publish(...)
+
+A password never reaches a message: the URL is shown through :func:`~taskq.urls.mask_url`
+and driver texts are scrubbed of it too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit
+
+import aiormq.exceptions as amqp
+
+from taskq.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    PublishError,
+    QueueMismatch,
+    TaskqError,
+)
+from taskq.urls import mask_url
+
+# RabbitMQ's 406 reply names the object: "PRECONDITION_FAILED - inequivalent arg
+# 'x-queue-type' for queue 'taskq.add' in vhost '/': received 'quorum' but current is ..."
+_MISMATCH = re.compile(r"for (?P<kind>queue|exchange) '(?P<name>[^']*)'")
+_REPLY_PREFIX = "PRECONDITION_FAILED - "
+
+#: Errors that mean the connection or the channel went away under us.
+_LOST = (amqp.AMQPConnectionError, amqp.ChannelInvalidStateError, OSError)
+
+
+@contextmanager
+def amqp_errors(
+    url: str,
+    *,
+    publishing: bool = False,
+    task_id: str | None = None,
+    timeout: float | None = None,
+) -> Iterator[None]:
+    """Translate driver errors raised in the block; ``raise ... from`` keeps the cause.
+
+    ``publishing`` selects what a lost connection or a timeout means: a
+    :class:`PublishError` (the publish may or may not have been taken) instead of a
+    :class:`BrokerConnectionError`.
+    """
+    where = mask_url(url)
+    try:
+        yield
+    except TaskqError:
+        raise
+    except (amqp.AuthenticationError, amqp.ProbableAuthenticationError) as exc:
+        raise BrokerConnectionError(
+            f"RabbitMQ at {where} refused the login: {_text(exc, url)}"
+        ) from exc
+    except amqp.ChannelPreconditionFailed as exc:
+        raise _mismatch(exc) from exc
+    except amqp.PublishError as exc:  # a Basic.Return: no queue is bound to the key
+        raise PublishError(
+            f"{_what(task_id)} was returned unroutable by {where}: {_text(exc, url)}",
+            task_id=task_id,
+        ) from exc
+    except amqp.DeliveryError as exc:  # a Basic.Nack
+        raise PublishError(
+            f"{_what(task_id)} was refused (nacked) by {where}", task_id=task_id
+        ) from exc
+    except TimeoutError as exc:
+        if publishing:
+            raise PublishError(
+                f"{_what(task_id)} was not confirmed by {where} within {timeout:g}s",
+                task_id=task_id,
+            ) from exc
+        raise BrokerConnectionError(f"RabbitMQ at {where} did not answer in time") from exc
+    except _LOST as exc:
+        if publishing:
+            raise PublishError(
+                f"{_what(task_id)} was not confirmed: connection to {where} lost "
+                f"({_text(exc, url)})",
+                task_id=task_id,
+            ) from exc
+        raise BrokerConnectionError(f"cannot reach RabbitMQ at {where}: {_text(exc, url)}") from exc
+    except amqp.AMQPError as exc:  # any other channel error: 403, 404, ...
+        if publishing:
+            raise PublishError(
+                f"{_what(task_id)} failed on {where}: {_text(exc, url)}", task_id=task_id
+            ) from exc
+        raise BrokerError(f"RabbitMQ at {where} refused: {_text(exc, url)}") from exc
+
+
+def reply_text(exc: amqp.AMQPError) -> str:
+    """The broker's own words (``PRECONDITION_FAILED - ...``) when it gave some."""
+    texts = [arg for arg in exc.args if isinstance(arg, str)]
+    return texts[-1] if texts else str(exc)
+
+
+def _mismatch(exc: amqp.ChannelPreconditionFailed) -> BrokerError:
+    detail = reply_text(exc).removeprefix(_REPLY_PREFIX)
+    found = _MISMATCH.search(detail)
+    if found is None or found["kind"] == "exchange":
+        return BrokerError(f"RabbitMQ refused a declaration: {detail}")
+    return QueueMismatch(found["name"], detail)
+
+
+def _what(task_id: str | None) -> str:
+    return f"publish of task {task_id}" if task_id else "publish"
+
+
+def _text(exc: BaseException, url: str) -> str:
+    """``str(exc)`` with the URL's password masked, should a driver ever echo it."""
+    text = str(exc) or type(exc).__name__
+    password = urlsplit(url).password
+    if password:
+        for spelling in {password, unquote(password)}:
+            text = text.replace(f":{spelling}@", ":***@")
+    return text.replace(url, mask_url(url))

@@ -1,0 +1,342 @@
+"""An in-process broker that behaves like RabbitMQ, for tests and local development.
+
+Not a shortcut that runs tasks inline: messages go through a topic exchange into
+per-task FIFO queues, are delivered round-robin to consumers up to their prefetch, and
+stay unsettled until the worker acks or requeues them; closing a consumer puts its
+unsettled deliveries back. So the real :class:`~taskq.worker.Worker` path (acks,
+requeues, redelivery, dead letters) runs against it, in one event loop, with no threads.
+
+Where RabbitMQ 3.10's queue types differ, this follows the type (measured, see
+``tests/contract/test_broker_contract.py``): a quorum queue counts deliveries
+(``delivery_count`` 0, 1, ...) and puts a requeued message at its back; a classic queue
+counts nothing (``None``) and puts it back at its head.
+
+    broker = MemoryBroker(Topology("shop"))
+    await broker.publish(QueueSpec("emails.send"), body, task_id=task_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from taskq.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    DeliveryHandler,
+    QueueInfo,
+)
+from taskq.errors import PublishError, QueueMismatch
+from taskq.topology import (
+    QUEUE_HEADER,
+    REASON_HEADER,
+    QueueSpec,
+    QueueType,
+    Topology,
+    topic_matches,
+)
+from taskq.urls import MEMORY_URL
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(eq=False)
+class _Message:
+    body: bytes
+    routing_key: str
+    headers: dict[str, Any]
+    correlation_id: str | None
+    message_id: str | None
+    #: How many times it was handed to a consumer.
+    deliveries: int = 0
+
+
+@dataclass(eq=False)
+class _Queue:
+    name: str
+    queue_type: QueueType
+    arguments: dict[str, Any]
+    binding_keys: set[str] = field(default_factory=set)
+    messages: deque[_Message] = field(default_factory=deque)
+    subscriptions: list[_Subscription] = field(default_factory=list)
+    turn: int = 0  # round-robin position among subscriptions
+
+    @property
+    def counts_deliveries(self) -> bool:
+        # Only quorum queues count (RabbitMQ's x-delivery-count) and put a requeued
+        # message at the back; classic ones put it back at the head.
+        return self.queue_type == "quorum"
+
+    def put_back(self, messages: Sequence[_Message]) -> None:
+        """Requeued messages, oldest first, go back in their order."""
+        if self.counts_deliveries:
+            self.messages.extend(messages)
+        else:
+            self.messages.extendleft(reversed(messages))
+
+
+@dataclass(eq=False)
+class _Subscription:
+    """One consumer on one queue; like RabbitMQ's per-consumer ``basic.qos``, the
+    prefetch applies to each queue of a ``consume()`` call."""
+
+    consumer: MemoryConsumer
+    queue: _Queue
+    task: str
+    prefetch: int
+    #: Unsettled deliveries, oldest first (a dict as an ordered set).
+    unsettled: dict[MemoryDelivery, _Message] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.prefetch == 0 or len(self.unsettled) < self.prefetch  # 0: no limit
+
+
+class MemoryDelivery(Delivery):
+    __slots__ = ("_broker", "_subscription")
+
+    def __init__(self, broker: MemoryBroker, subscription: _Subscription, message: _Message):
+        super().__init__(
+            body=message.body,
+            task=subscription.task,
+            queue=subscription.queue.name,
+            routing_key=message.routing_key,
+            redelivered=message.deliveries > 1,
+            headers=dict(message.headers),
+            correlation_id=message.correlation_id,
+            message_id=message.message_id,
+            delivery_count=message.deliveries - 1 if subscription.queue.counts_deliveries else None,
+        )
+        self._broker = broker
+        self._subscription = subscription
+
+    async def ack(self) -> None:
+        self._broker._settle(self, self._subscription, requeue=False)
+
+    async def requeue(self) -> None:
+        self._broker._settle(self, self._subscription, requeue=True)
+
+
+class MemoryConsumer(Consumer):
+    def __init__(self, broker: MemoryBroker, handler: DeliveryHandler) -> None:
+        self._broker = broker
+        self.handler = handler
+        self.subscriptions: list[_Subscription] = []
+        #: Handler calls in flight, referenced so they are not garbage collected.
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    async def cancel(self) -> None:
+        self._broker._cancel(self)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._broker._cancel(self)
+        self._broker._requeue_unsettled(self)
+        current = asyncio.current_task()
+        pending = [task for task in self.tasks if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class MemoryBroker(Broker):
+    """A :class:`Broker` in this process's memory. Its queues outlive :meth:`close`, like
+    a server's outlive a client: only :meth:`destroy` removes them."""
+
+    display_url = MEMORY_URL
+
+    def __init__(self, topology: Topology, *, publish_timeout: float = 10.0) -> None:
+        super().__init__(topology, publish_timeout=publish_timeout)
+        self._queues: dict[str, _Queue] = {}
+        #: The dead-letter queue; ``None`` until connect() declares the topology.
+        self._dead: deque[DeadLetter] | None = None
+        self._consumers: set[MemoryConsumer] = set()
+        #: Queues "declared on this connection", as AmqpBroker remembers them.
+        self._declared: set[QueueSpec] = set()
+
+    async def connect(self) -> None:
+        self._declare_topology()
+
+    def _declare_topology(self) -> deque[DeadLetter]:
+        """The exchanges and the dead-letter queue; returns the latter."""
+        if self._dead is None:
+            self._dead = deque()
+        return self._dead
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.close()
+        self._declared.clear()
+
+    # -- declarations -------------------------------------------------------------
+
+    def _declare(self, spec: QueueSpec) -> _Queue:
+        name = self.topology.queue_name(spec.task)
+        arguments = self.topology.queue_arguments(spec.queue_type)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = _Queue(name, spec.queue_type, arguments)
+        elif spec.authoritative and queue.arguments != arguments:
+            raise QueueMismatch(name, _inequivalence(name, received=arguments, current=queue))
+        queue.binding_keys.add(spec.task)
+        return queue
+
+    # -- publishing ---------------------------------------------------------------
+
+    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+        await self.connect()
+        if queue not in self._declared:
+            self._declare(queue)
+            self._declared.add(queue)
+        message = _Message(body, queue.task, {}, task_id, uuid.uuid4().hex)
+        if not self._route(message):
+            # Unroutable: its queue went away behind our back. Declare it again, retry once.
+            self._declare(queue)
+            if not self._route(message):
+                raise PublishError(
+                    f"publish of task {task_id} was returned unroutable", task_id=task_id
+                )
+
+    def _route(self, message: _Message) -> bool:
+        """The topic exchange: a copy of ``message`` into every queue bound to its key."""
+        routed = False
+        for queue in list(self._queues.values()):
+            if any(topic_matches(key, message.routing_key) for key in queue.binding_keys):
+                queue.messages.append(replace(message, headers=dict(message.headers)))
+                self._dispatch(queue)
+                routed = True
+        return routed
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        headers = {**delivery.headers, REASON_HEADER: reason, QUEUE_HEADER: delivery.queue}
+        self._declare_topology().append(
+            DeadLetter(
+                body=delivery.body,
+                routing_key=delivery.routing_key,
+                reason=reason,
+                queue=delivery.queue,
+                correlation_id=delivery.correlation_id,
+                message_id=uuid.uuid4().hex,
+                headers=headers,
+            )
+        )
+
+    # -- consuming ----------------------------------------------------------------
+
+    async def consume(
+        self, queues: Sequence[QueueSpec], handler: DeliveryHandler, *, prefetch: int
+    ) -> MemoryConsumer:
+        await self.connect()
+        consumer = MemoryConsumer(self, handler)
+        declared = [self._declare(spec) for spec in queues]  # all checked before any starts
+        for spec, queue in zip(queues, declared, strict=True):
+            subscription = _Subscription(consumer, queue, spec.task, prefetch)
+            consumer.subscriptions.append(subscription)
+            queue.subscriptions.append(subscription)
+        self._consumers.add(consumer)
+        for queue in declared:
+            self._dispatch(queue)
+        return consumer
+
+    def _dispatch(self, queue: _Queue) -> None:
+        """Hand out ready messages, round-robin over subscriptions with room left."""
+        while queue.messages:
+            subscription = self._next_ready(queue)
+            if subscription is None:
+                return
+            message = queue.messages.popleft()
+            message.deliveries += 1
+            delivery = MemoryDelivery(self, subscription, message)
+            subscription.unsettled[delivery] = message
+            consumer = subscription.consumer
+            task = asyncio.get_running_loop().create_task(self._handle(consumer, delivery))
+            consumer.tasks.add(task)
+            task.add_done_callback(consumer.tasks.discard)
+
+    @staticmethod
+    def _next_ready(queue: _Queue) -> _Subscription | None:
+        count = len(queue.subscriptions)
+        for step in range(count):
+            subscription = queue.subscriptions[(queue.turn + step) % count]
+            if subscription.ready:
+                queue.turn = (queue.turn + step + 1) % count
+                return subscription
+        return None
+
+    @staticmethod
+    async def _handle(consumer: MemoryConsumer, delivery: Delivery) -> None:
+        try:
+            await consumer.handler(delivery)
+        except Exception:
+            # Left unsettled: it goes back to its queue when the consumer closes.
+            log.exception(
+                "delivery handler failed", queue=delivery.queue, message_id=delivery.message_id
+            )
+
+    def _settle(
+        self, delivery: MemoryDelivery, subscription: _Subscription, *, requeue: bool
+    ) -> None:
+        message = subscription.unsettled.pop(delivery, None)
+        if message is None:
+            # Settled already, or its consumer closed and the message went back: the
+            # same answer as an ack on a closed AMQP channel, nothing to do.
+            log.info("delivery not settled: no longer held", queue=delivery.queue)
+            return
+        queue = subscription.queue
+        if requeue:
+            queue.put_back([message])
+        self._dispatch(queue)
+
+    def _cancel(self, consumer: MemoryConsumer) -> None:
+        for subscription in consumer.subscriptions:
+            if subscription in subscription.queue.subscriptions:
+                subscription.queue.subscriptions.remove(subscription)
+
+    def _requeue_unsettled(self, consumer: MemoryConsumer) -> None:
+        self._consumers.discard(consumer)
+        for subscription in consumer.subscriptions:
+            subscription.queue.put_back(list(subscription.unsettled.values()))
+            subscription.unsettled.clear()
+            self._dispatch(subscription.queue)
+
+    # -- inspection and cleanup ---------------------------------------------------
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return list(self._dead or ())[:limit]
+
+    async def queue_info(self, task: str) -> QueueInfo | None:
+        queue = self._queues.get(self.topology.queue_name(task))
+        if queue is None:
+            return None
+        return QueueInfo(queue.name, ready=len(queue.messages), consumers=len(queue.subscriptions))
+
+    async def destroy(self, tasks: Iterable[str]) -> None:
+        for consumer in list(self._consumers):
+            await consumer.close()
+        for task in tasks:
+            self._queues.pop(self.topology.queue_name(task), None)
+        self._dead = None
+        for queue in self._queues.values():
+            queue.binding_keys.clear()  # their exchange is gone, and its bindings with it
+        self._declared.clear()
+
+
+def _inequivalence(name: str, *, received: dict[str, Any], current: _Queue) -> str:
+    """RabbitMQ's 406 text, naming the first argument that differs."""
+    keys = sorted(received.keys() | current.arguments.keys())
+    arg = next(k for k in keys if received.get(k) != current.arguments.get(k))
+    return (
+        f"inequivalent arg {arg!r} for queue {name!r}: received "
+        f"{received.get(arg)!r} but current is {current.arguments.get(arg)!r}"
+    )

@@ -1,0 +1,391 @@
+"""The Broker contract, one suite for both implementations.
+
+Each test runs on the in-process MemoryBroker and on RabbitMQ (AmqpBroker, skipped
+without a broker unless TASKQ_REQUIRE_BROKER=1). The memory broker must behave like the
+real one, so whatever passes here on memory can be trusted on RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from taskq.brokers.amqp import AmqpBroker
+from taskq.brokers.base import Broker, Delivery
+from taskq.brokers.memory import MemoryBroker
+from taskq.errors import QueueMismatch
+from taskq.topology import QUEUE_HEADER, REASON_HEADER, QueueSpec, QueueType, Topology
+
+EMAILS = QueueSpec("emails.send")
+REPORTS = QueueSpec("reports.build")
+#: Every task a test here may declare: the fixture destroys their queues.
+TASKS = [EMAILS.task, REPORTS.task]
+#: Long enough for a message in flight to arrive, when asserting that none does.
+QUIET = 0.3
+
+
+@pytest_asyncio.fixture(params=["memory", "amqp"])
+async def broker(request: pytest.FixtureRequest, exchange: str) -> AsyncIterator[Broker]:
+    topology = Topology(exchange)
+    if request.param == "amqp":
+        amqp_url = request.getfixturevalue("amqp_url")
+        broker: Broker = AmqpBroker(amqp_url, topology, publish_timeout=5.0)
+    else:
+        broker = MemoryBroker(topology)
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.destroy(TASKS)
+        await broker.close()
+
+
+def _differing_arguments(topology: Topology) -> set[str]:
+    classic, quorum = topology.queue_arguments("classic"), topology.queue_arguments("quorum")
+    return {key for key in classic.keys() | quorum.keys() if classic.get(key) != quorum.get(key)}
+
+
+async def counts(broker: Broker, task: str, expected: tuple[int, int]) -> tuple[int, int]:
+    """(ready, consumers) of a queue, polled briefly until they are ``expected``: a
+    quorum queue updates its consumer count a moment after a consumer goes."""
+    found = (-1, -1)
+    for _ in range(50):
+        info = await broker.queue_info(task)
+        assert info is not None
+        found = (info.ready, info.consumers)
+        if found == expected:
+            break
+        await asyncio.sleep(0.05)
+    return found
+
+
+class Inbox:
+    """A handler that keeps every delivery, to be awaited instead of slept for."""
+
+    def __init__(self) -> None:
+        self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self._deliveries.put_nowait(delivery)
+
+    async def get(self, timeout: float = 5.0) -> Delivery:
+        return await asyncio.wait_for(self._deliveries.get(), timeout)
+
+    async def take(self, count: int) -> list[Delivery]:
+        return [await self.get() for _ in range(count)]
+
+    async def assert_nothing_more(self) -> None:
+        await asyncio.sleep(QUIET)
+        assert self._deliveries.empty(), f"unexpected delivery: {self._deliveries.get_nowait()}"
+
+
+async def test_a_message_published_before_any_consumer_exists_is_kept(broker: Broker) -> None:
+    await broker.publish(EMAILS, b'{"n": 1}', task_id="t-1")
+
+    info = await broker.queue_info(EMAILS.task)
+    assert info is not None and info.ready == 1
+
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)
+    delivery = await inbox.get()
+    assert delivery.body == b'{"n": 1}'
+    await delivery.ack()
+
+
+async def test_body_and_properties_arrive_intact(broker: Broker) -> None:
+    body = '{"id": "t-1", "task": "emails.send", "args": ["é"], "kwargs": {}}'.encode()
+    await broker.publish(EMAILS, body, task_id="t-1")
+    await broker.publish(EMAILS, body, task_id="t-1")  # the same task sent twice
+
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)
+    first, second = await inbox.take(2)
+
+    for delivery in (first, second):
+        assert delivery.body == body
+        assert delivery.correlation_id == "t-1"
+        assert delivery.routing_key == EMAILS.task
+        assert delivery.task == EMAILS.task
+        assert delivery.queue == broker.topology.queue_name(EMAILS.task)
+        assert delivery.redelivered is False
+        assert delivery.delivery_count == 0  # a quorum queue counts deliveries
+        await delivery.ack()
+    assert first.message_id and second.message_id
+    assert first.message_id != second.message_id
+
+
+async def test_an_acked_message_is_gone(broker: Broker) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    inbox = Inbox()
+    consumer = await broker.consume([EMAILS], inbox, prefetch=10)
+
+    await (await inbox.get()).ack()
+    await consumer.close()
+
+    info = await broker.queue_info(EMAILS.task)
+    assert info is not None and info.ready == 0
+
+
+async def test_a_requeued_message_is_delivered_again_marked_redelivered(broker: Broker) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)
+
+    first = await inbox.get()
+    await first.requeue()
+    again = await inbox.get()
+
+    assert again.correlation_id == "t-1"
+    assert again.redelivered is True
+    assert again.delivery_count == 1
+    await again.ack()
+
+
+@pytest.mark.parametrize(
+    ("queue_type", "order"),
+    [("classic", ["t-1", "t-1", "t-2"]), ("quorum", ["t-1", "t-2", "t-1"])],
+)
+async def test_a_requeued_message_goes_where_rabbitmq_puts_it(
+    broker: Broker, queue_type: QueueType, order: list[str]
+) -> None:
+    # RabbitMQ 3.10: back near its old place in a classic queue, at the back of a
+    # quorum queue (no delivery limit set). The memory broker follows the type.
+    spec = QueueSpec(EMAILS.task, queue_type=queue_type)
+    await broker.publish(spec, b"{}", task_id="t-1")
+    await broker.publish(spec, b"{}", task_id="t-2")
+    inbox = Inbox()
+    await broker.consume([spec], inbox, prefetch=1)
+
+    first = await inbox.get()
+    await first.requeue()
+    second = await inbox.get()
+    await second.ack()
+    third = await inbox.get()
+    await third.ack()
+
+    assert [d.correlation_id for d in (first, second, third)] == order
+
+
+async def test_closing_a_consumer_redelivers_its_unsettled_messages_to_another(
+    broker: Broker,
+) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    first_inbox, second_inbox, third_inbox = Inbox(), Inbox(), Inbox()
+    first = await broker.consume([EMAILS], first_inbox, prefetch=10)
+    stale = await first_inbox.get()
+    second = await broker.consume([EMAILS], second_inbox, prefetch=10)
+
+    await first.close()
+    redelivered = await second_inbox.get()
+    assert redelivered.correlation_id == "t-1"
+    assert redelivered.redelivered is True
+
+    # Settling the stale delivery does nothing: above all, it must not ack the
+    # redelivered one. Proof: closing the second consumer gives the message back again.
+    await stale.ack()
+    await stale.requeue()
+    await second.close()
+    await broker.consume([EMAILS], third_inbox, prefetch=10)
+    last = await third_inbox.get()
+    assert last.correlation_id == "t-1"
+    assert last.delivery_count == 2
+    await last.ack()
+
+
+async def test_prefetch_caps_unsettled_deliveries(broker: Broker) -> None:
+    for n in range(5):
+        await broker.publish(EMAILS, b"{}", task_id=f"t-{n}")
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=2)
+
+    held = await inbox.take(2)
+    await inbox.assert_nothing_more()
+
+    await held[0].ack()
+    held.append(await inbox.get())
+    await inbox.assert_nothing_more()
+
+    assert [d.correlation_id for d in held] == ["t-0", "t-1", "t-2"]  # FIFO
+    for delivery in held[1:]:
+        await delivery.ack()
+
+
+async def test_consumers_of_one_queue_share_its_messages(broker: Broker) -> None:
+    first_inbox, second_inbox = Inbox(), Inbox()
+    await broker.consume([EMAILS], first_inbox, prefetch=1)
+    await broker.consume([EMAILS], second_inbox, prefetch=1)
+
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    await broker.publish(EMAILS, b"{}", task_id="t-2")
+
+    held = [await first_inbox.get(), await second_inbox.get()]
+    assert sorted(d.correlation_id or "" for d in held) == ["t-1", "t-2"]
+    for delivery in held:
+        await delivery.ack()
+
+
+async def test_handler_calls_overlap_up_to_the_prefetch(broker: Broker) -> None:
+    for n in range(3):
+        await broker.publish(EMAILS, b"{}", task_id=f"t-{n}")
+    started: list[Delivery] = []
+    all_started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_handler(delivery: Delivery) -> None:
+        started.append(delivery)
+        if len(started) == 3:
+            all_started.set()
+        await release.wait()  # no call returns before all three have started
+
+    await broker.consume([EMAILS], slow_handler, prefetch=3)
+    await asyncio.wait_for(all_started.wait(), 5.0)
+    release.set()
+    for delivery in started:
+        await delivery.ack()
+
+
+async def test_a_cancelled_consumer_gets_nothing_new_but_can_settle_what_it_holds(
+    broker: Broker,
+) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    inbox = Inbox()
+    consumer = await broker.consume([EMAILS], inbox, prefetch=10)
+    held = await inbox.get()
+
+    await consumer.cancel()
+    await consumer.cancel()  # idempotent
+    await broker.publish(EMAILS, b"{}", task_id="t-2")
+    await inbox.assert_nothing_more()
+    await held.ack()
+    await consumer.close()
+
+    # Only t-2 is left: the ack of t-1 held through the cancel went through.
+    assert await counts(broker, EMAILS.task, (1, 0)) == (1, 0)
+
+
+async def test_a_task_is_routed_only_to_its_own_queue(broker: Broker) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-email")
+    await broker.publish(REPORTS, b"{}", task_id="t-report")
+
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)
+    delivery = await inbox.get()
+    assert delivery.correlation_id == "t-email"
+    await inbox.assert_nothing_more()
+    await delivery.ack()
+
+    reports = await broker.queue_info(REPORTS.task)
+    assert reports is not None and reports.ready == 1
+
+
+async def test_a_dead_letter_keeps_reason_and_routing_key_and_browsing_leaves_it(
+    broker: Broker,
+) -> None:
+    await broker.publish(EMAILS, b'{"bad": true}', task_id="t-1")
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)
+    delivery = await inbox.get()
+
+    await broker.dead_letter(delivery, "malformed task message")
+    await delivery.ack()
+
+    for _ in range(2):  # browsing twice: the first look removed nothing
+        (letter,) = await broker.dead_letters()
+        assert letter.body == b'{"bad": true}'
+        assert letter.reason == "malformed task message"
+        assert letter.routing_key == EMAILS.task
+        assert letter.queue == broker.topology.queue_name(EMAILS.task)
+        assert letter.correlation_id == "t-1"
+        assert letter.message_id and letter.message_id != delivery.message_id
+        assert letter.headers[REASON_HEADER] == "malformed task message"
+        assert letter.headers[QUEUE_HEADER] == broker.topology.queue_name(EMAILS.task)
+    assert await broker.dead_letters(limit=0) == []
+
+
+async def test_queue_info_counts_ready_messages_and_consumers(broker: Broker) -> None:
+    assert await broker.queue_info(EMAILS.task) is None
+
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    await broker.publish(EMAILS, b"{}", task_id="t-2")
+    info = await broker.queue_info(EMAILS.task)
+    assert info is not None
+    assert (info.name, info.ready, info.consumers) == (
+        broker.topology.queue_name(EMAILS.task),
+        2,
+        0,
+    )
+
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=1)
+    held = await inbox.get()
+    assert await counts(broker, EMAILS.task, (1, 1)) == (1, 1)  # unacked: not ready
+    await held.ack()
+
+
+async def test_declaring_another_queue_type_raises_queue_mismatch_and_the_broker_stays_usable(
+    broker: Broker,
+) -> None:
+    classic = QueueSpec(EMAILS.task, queue_type="classic")
+    await broker.publish(classic, b"{}", task_id="t-1")
+    queue = broker.topology.queue_name(EMAILS.task)
+
+    with pytest.raises(QueueMismatch) as raised:
+        await broker.publish(QueueSpec(EMAILS.task, queue_type="quorum"), b"{}", task_id="t-2")
+    assert raised.value.queue == queue
+    assert queue in str(raised.value)
+    named = re.search(r"inequivalent arg '([^']+)'", raised.value.detail)
+    assert named is not None, raised.value.detail
+    assert named[1] in _differing_arguments(broker.topology)
+    with pytest.raises(QueueMismatch):
+        await broker.consume([QueueSpec(EMAILS.task, queue_type="quorum")], Inbox(), prefetch=1)
+
+    await broker.publish(classic, b"{}", task_id="t-3")
+    await broker.publish(REPORTS, b"{}", task_id="t-4")
+    inbox = Inbox()
+    await broker.consume([classic, REPORTS], inbox, prefetch=10)
+    delivered = await inbox.take(3)
+    assert sorted(d.correlation_id or "" for d in delivered) == ["t-1", "t-3", "t-4"]
+    for delivery in delivered:
+        await delivery.ack()
+
+
+async def test_a_publish_by_name_only_uses_an_existing_classic_queue(broker: Broker) -> None:
+    classic = QueueSpec(EMAILS.task, queue_type="classic")
+    await broker.publish(classic, b"{}", task_id="t-1")
+
+    by_name = QueueSpec(EMAILS.task, queue_type="quorum", authoritative=False)
+    await broker.publish(by_name, b"{}", task_id="t-2")
+
+    inbox = Inbox()
+    await broker.consume([classic], inbox, prefetch=10)  # still classic: no mismatch
+    delivered = await inbox.take(2)
+    assert [d.correlation_id for d in delivered] == ["t-1", "t-2"]
+    assert [d.delivery_count for d in delivered] == [None, None]  # classic counts nothing
+    for delivery in delivered:
+        await delivery.ack()
+
+
+async def test_a_publish_by_name_only_declares_a_missing_queue(broker: Broker) -> None:
+    await broker.publish(QueueSpec(EMAILS.task, authoritative=False), b"{}", task_id="t-1")
+
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)  # declared as a quorum queue
+    delivery = await inbox.get()
+    assert delivery.delivery_count == 0
+    await delivery.ack()
+
+
+async def test_connect_and_close_are_idempotent_and_messages_outlive_a_close(
+    broker: Broker,
+) -> None:
+    await broker.connect()
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    await broker.close()
+    await broker.close()
+
+    await broker.connect()
+    info = await broker.queue_info(EMAILS.task)
+    assert info is not None and info.ready == 1
