@@ -83,7 +83,10 @@ class TaskQueue:
         self._connect_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"<TaskQueue exchange={self.topology.exchange!r} broker={self.broker!r} store={self.store!r}>"
+        return (
+            f"<TaskQueue exchange={self.topology.exchange!r} "
+            f"broker={self.broker!r} store={self.store!r}>"
+        )
 
     # -- registration ---------------------------------------------------------------
 
@@ -231,7 +234,9 @@ class TaskQueue:
             try:
                 await asyncio.shield(self.store.discard(message.id))
             except TaskqError as discard_exc:  # keep the publish error; say what else failed
-                log.warning("could not remove the queued record", task_id=message.id, error=str(discard_exc))
+                log.warning(
+                    "could not remove the queued record", task_id=message.id, error=str(discard_exc)
+                )
             if isinstance(exc, TaskqError):
                 log.warning("publish failed", task_id=message.id, task=spec.task, error=str(exc))
             raise

@@ -119,7 +119,9 @@ class TaskRunner:
             log.info("task succeeded", duration=round(duration, 6))
         return Outcome.ack(), log
 
-    async def _call(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call(
+        self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if task.is_async:
             return await task.fn(*args, **kwargs)
         # Sync tasks run in the pool, with the caller's context (structlog contextvars).

@@ -56,7 +56,7 @@ async def settle(broker: Broker, delivery: Delivery, outcome: Outcome, log: Any)
             try:
                 await broker.dead_letter(delivery, outcome.reason)
             except BrokerError as exc:
-                log.error("dead-lettering failed, requeueing", reason=outcome.reason, error=str(exc))
+                log.error("dead-lettering failed; requeued", reason=outcome.reason, error=str(exc))
                 await delivery.requeue()
                 return
             log.warning("dead-lettered", reason=outcome.reason)

@@ -28,7 +28,9 @@ def default_name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__name__}"
 
 
-def _argument_validator(fn: Callable[..., Any]) -> Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]:
+def _argument_validator(
+    fn: Callable[..., Any],
+) -> Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]:
     """A pydantic validator of ``fn``'s signature (lax mode: "42" becomes 42, a string
     becomes a UUID) that returns the validated arguments instead of calling ``fn``.
 
@@ -102,7 +104,9 @@ class Task(Generic[P, R]):
         try:
             return self._validate(*args, **kwargs)
         except pydantic.ValidationError as exc:
-            raise InvalidArguments(self.name, describe_validation_error(exc, self._positional)) from None
+            raise InvalidArguments(
+                self.name, describe_validation_error(exc, self._positional)
+            ) from None
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Publish a call with these arguments; returns once the broker confirmed it."""

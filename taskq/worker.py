@@ -144,7 +144,9 @@ class Worker:
             await self._requeue_waiting()
             for _ in self._runners:
                 self._inbox.put_nowait(None)  # wakes idle runners; busy ones exit after
-            _, running = await asyncio.wait(self._runners, timeout=grace) if self._runners else ((), ())
+            _, running = (
+                await asyncio.wait(self._runners, timeout=grace) if self._runners else ((), ())
+            )
             if running:
                 log.warning("grace period over; cancelling running tasks", running=len(running))
                 for t in running:

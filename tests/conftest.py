@@ -12,8 +12,8 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from contextlib import ExitStack
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest

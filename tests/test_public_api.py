@@ -41,8 +41,22 @@ def test_every_error_is_a_taskq_error() -> None:
 
 
 def test_task_states_are_the_documented_strings() -> None:
-    assert [s.value for s in taskq.TaskState] == ["queued", "started", "retrying", "succeeded", "failed"]
+    assert [s.value for s in taskq.TaskState] == [
+        "queued",
+        "started",
+        "retrying",
+        "succeeded",
+        "failed",
+    ]
     assert set(taskq.TaskStatus.model_fields) == {
-        "id", "name", "state", "attempts", "result", "error", "created_at", "started_at", "finished_at",
+        "id",
+        "name",
+        "state",
+        "attempts",
+        "result",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
     }
     assert set(taskq.ErrorInfo.model_fields) == {"type", "message", "traceback"}

@@ -69,7 +69,9 @@ async def test_a_task_published_before_any_worker_is_kept(app: TaskQueue) -> Non
     handle = await greet.delay("world")
     status = await handle.status()
     assert status is not None and status.state is TaskState.QUEUED
-    info = await eventually(lambda: app.broker.queue_info(greet.name), lambda i: i is not None and i.ready == 1)
+    info = await eventually(
+        lambda: app.broker.queue_info(greet.name), lambda i: i is not None and i.ready == 1
+    )
     assert info is not None
 
     async with Worker(app):
@@ -126,7 +128,9 @@ async def test_two_thousand_tasks_over_two_workers_all_succeed_exactly_once(app:
     assert sync_results == list(range(200))
     assert set(runs) == set(range(2000)) and max(runs.values()) == 1
     statuses = await asyncio.gather(*(h.status() for h in handles))
-    assert all(s is not None and s.state is TaskState.SUCCEEDED and s.attempts == 1 for s in statuses)
+    assert all(
+        s is not None and s.state is TaskState.SUCCEEDED and s.attempts == 1 for s in statuses
+    )
     info = await app.broker.queue_info(work.name)
     assert info is not None and info.ready == 0
 
@@ -258,7 +262,9 @@ async def test_a_redelivered_task_that_already_succeeded_is_acked_without_runnin
         # The same message again, as after a lost ack.
         body = f'{{"id": "{handle.id}", "task": "{once.name}", "args": ["a"], "kwargs": {{}}}}'
         await app.broker.publish(once.queue, body.encode(), task_id=handle.id)
-        await eventually(lambda: app.broker.queue_info(once.name), lambda i: i is not None and i.ready == 0)
+        await eventually(
+            lambda: app.broker.queue_info(once.name), lambda i: i is not None and i.ready == 0
+        )
         later = await once.delay("b")
         assert await later.result(timeout=20) == "b"
     assert runs == ["a", "b"]
@@ -277,7 +283,9 @@ async def test_an_explicit_task_id_is_an_idempotency_key(app: TaskQueue) -> None
     task_id = f"order-{uuid.uuid4()}"
     handles = await asyncio.gather(*(charge.send(args=(10,), task_id=task_id) for _ in range(10)))
     assert {h.id for h in handles} == {task_id}
-    info = await eventually(lambda: app.broker.queue_info(charge.name), lambda i: i is not None and i.ready >= 1)
+    info = await eventually(
+        lambda: app.broker.queue_info(charge.name), lambda i: i is not None and i.ready >= 1
+    )
     assert info is not None and info.ready == 1  # published once
     async with Worker(app):
         assert await handles[0].result(timeout=20) == 10
@@ -333,7 +341,9 @@ async def test_graceful_stop_finishes_running_tasks_and_requeues_the_rest(app: T
     assert len(finished) == 1  # the running one finished; none other started
     states = [s.state for s in await asyncio.gather(*(h.status() for h in handles)) if s]
     assert states.count(TaskState.SUCCEEDED) == 1 and states.count(TaskState.QUEUED) == 4
-    info = await eventually(lambda: app.broker.queue_info(step.name), lambda i: i is not None and i.ready == 4)
+    info = await eventually(
+        lambda: app.broker.queue_info(step.name), lambda i: i is not None and i.ready == 4
+    )
     assert info is not None
     async with Worker(app, concurrency=4):
         assert await asyncio.gather(*(h.result(timeout=20) for h in handles)) == list(range(5))

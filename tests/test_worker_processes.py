@@ -92,7 +92,9 @@ async def test_a_worker_killed_mid_task_leaves_it_to_another_worker(
         await redis.aclose()
 
 
-async def test_a_raw_message_with_only_the_four_fields_runs(rabbit_app: TaskQueue, amqp_url: str) -> None:
+async def test_a_raw_message_with_only_the_four_fields_runs(
+    rabbit_app: TaskQueue, amqp_url: str
+) -> None:
     @rabbit_app.task(name="raw.echo")
     async def echo(text: str, times: int = 1) -> str:
         return text * times
@@ -104,7 +106,9 @@ async def test_a_raw_message_with_only_the_four_fields_runs(rabbit_app: TaskQueu
         async with connection:
             channel = await connection.channel()
             exchange = await channel.get_exchange(rabbit_app.topology.exchange)
-            body = json.dumps({"id": task_id, "task": "raw.echo", "args": ["ab"], "kwargs": {"times": 2}})
+            body = json.dumps(
+                {"id": task_id, "task": "raw.echo", "args": ["ab"], "kwargs": {"times": 2}}
+            )
             await exchange.publish(aio_pika.Message(body.encode()), routing_key="raw.echo")
         assert await rabbit_app.handle(task_id).result(timeout=20) == "abab"
 
