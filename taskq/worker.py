@@ -1,8 +1,9 @@
 """Worker: consume an app's task queues, run tasks concurrently, settle each message.
 
-Prefetch = concurrency: the broker hands out at most that many unsettled messages, and
-as many runner coroutines take them from an inbox. Async tasks run on the event loop;
-sync tasks run in a thread pool of ``threads`` threads (default: ``concurrency``).
+Prefetch = concurrency: the broker hands out at most that many unsettled messages per
+task queue, and ``concurrency`` runner coroutines take them from an inbox; a message
+waiting there has not started and is requeued at stop. Async tasks run on the event
+loop; sync tasks in a thread pool of ``threads`` threads (default: ``concurrency``).
 
 Stopping is graceful: stop consuming, give back what has not started (requeue, never
 reject), let running tasks finish for up to ``grace`` seconds, then cancel the rest.

@@ -163,8 +163,10 @@ class Broker(ABC):
         self, queues: Sequence[QueueSpec], handler: DeliveryHandler, *, prefetch: int
     ) -> Consumer:
         """Declare and bind each queue, then deliver their messages to ``handler`` with
-        at most ``prefetch`` unsettled at a time. Each call is a consumer of its own
-        (its own channel on AMQP), on a connection apart from the publishing one."""
+        at most ``prefetch`` unsettled at a time per queue (AMQP ``basic.qos`` counts
+        per consumer, and quorum queues refuse a global count). Each call is a
+        consumer of its own (its own channel on AMQP), on a connection apart from the
+        publishing one."""
 
     @abstractmethod
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
