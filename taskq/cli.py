@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=16,
         metavar="N",
-        help="tasks run at once, = prefetch (default: 16)",
+        help="tasks run at once, and the prefetch of each task queue (default: 16)",
     )
     worker.add_argument(
         "--tasks",
