@@ -139,6 +139,10 @@ class TaskQueue:
 
     # -- connection -----------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
     async def connect(self) -> None:
         """Connect broker and store. Idempotent; sending connects on first use too."""
         if self._connected:

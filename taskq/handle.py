@@ -34,7 +34,8 @@ class TaskHandle:
 
     async def status(self) -> TaskStatus | None:
         """The store's record of this task; ``None`` while it has none."""
-        await self._app.connect()
+        # The store only: a status can be read while the broker is down.
+        await self._app.store.connect()
         return await self._app.store.get(self.id)
 
     async def result(self, timeout: float | None = None) -> Any:
@@ -45,7 +46,7 @@ class TaskHandle:
         :class:`~taskq.errors.ResultTimeout` (a ``TimeoutError``) if it has not finished
         within ``timeout`` seconds; ``None`` waits for as long as it takes.
         """
-        await self._app.connect()
+        await self._app.store.connect()
         limit = math.inf if timeout is None else timeout
         status = await self._app.store.wait(self.id, limit)
         if status is None or not status.finished:

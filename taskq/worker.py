@@ -71,6 +71,7 @@ class Worker:
         self._stopped: asyncio.Event | None = None
         self._stop_requested: asyncio.Event | None = None
         self._owns_connection = False
+        self._started = False
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} concurrency={self.concurrency} tasks={self.patterns}>"
@@ -93,17 +94,22 @@ class Worker:
                 f"no registered task matches {self.patterns} (registered: {registered})"
             )
         self._stopped = asyncio.Event()
-        self._owns_connection = not self.app._connected
-        await self.app.connect()
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="taskq-task")
-        runner = TaskRunner(self.app, self._pool, worker_id=self.id)
-        self._runners = [
-            asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")
-            for i in range(self.concurrency)
-        ]
-        self._consumer = await self.app.broker.consume(
-            [t.queue for t in tasks], self._deliver, prefetch=self.concurrency
-        )
+        self._owns_connection = not self.app.connected
+        try:
+            await self.app.connect()
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="taskq-task")
+            runner = TaskRunner(self.app, self._pool, worker_id=self.id)
+            self._runners = [
+                asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")
+                for i in range(self.concurrency)
+            ]
+            self._consumer = await self.app.broker.consume(
+                [t.queue for t in tasks], self._deliver, prefetch=self.concurrency
+            )
+        except BaseException:
+            await self.stop(grace=0)  # undo what started; nothing was consumed yet
+            raise
+        self._started = True
         log.info(
             "worker started",
             worker=self.id,
@@ -161,7 +167,8 @@ class Worker:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             if self._owns_connection:
                 await self.app.close()
-            log.info("worker stopped", worker=self.id)
+            if self._started:
+                log.info("worker stopped", worker=self.id)
             self._stopped.set()
 
     async def _requeue_waiting(self) -> None:

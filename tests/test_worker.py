@@ -347,3 +347,22 @@ async def test_graceful_stop_finishes_running_tasks_and_requeues_the_rest(app: T
     assert info is not None
     async with Worker(app, concurrency=4):
         assert await asyncio.gather(*(h.result(timeout=20) for h in handles)) == list(range(5))
+
+
+async def test_a_worker_that_cannot_start_leaves_nothing_running(app: TaskQueue) -> None:
+    @app.task
+    async def job() -> None: ...
+
+    class Broken(Exception):
+        pass
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise Broken("no consuming today")
+
+    app.broker.consume = refuse  # type: ignore[method-assign]
+    worker = Worker(app, concurrency=3)
+    before = len(asyncio.all_tasks())
+    with pytest.raises(Broken):
+        await worker.start()
+    assert len(asyncio.all_tasks()) == before  # no runner left behind
+    await worker.stop()  # idempotent after a failed start

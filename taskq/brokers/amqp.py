@@ -72,7 +72,8 @@ class _Publisher:
 
 
 class AmqpBroker(Broker):
-    """A :class:`Broker` on RabbitMQ 3.10+ (see ``RABBITMQ-NOTES.md``)."""
+    """A :class:`Broker` on RabbitMQ 3.10+; the objects it declares are the README's
+    wire format."""
 
     def __init__(self, url: str, topology: Topology, *, publish_timeout: float = 10.0) -> None:
         super().__init__(topology, publish_timeout=publish_timeout)
