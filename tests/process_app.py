@@ -11,16 +11,15 @@ import redis.asyncio as aioredis
 from taskq import TaskQueue
 
 app = TaskQueue()
+_redis: list[aioredis.Redis] = []  # one client per worker process, made on first use
 
 
 @app.task(name="proc.touch")
 async def touch(key: str, seconds: float = 0.0) -> int:
     """Counts its runs in Redis (a side effect that survives a killed worker), then
     sleeps ``seconds``."""
-    client = aioredis.from_url(os.environ["TASKQ_TEST_REDIS_URL"])
-    try:
-        runs = int(await client.incr(f"{app.topology.exchange}:runs:{key}"))
-    finally:
-        await client.aclose()
+    if not _redis:
+        _redis.append(aioredis.from_url(os.environ["TASKQ_TEST_REDIS_URL"]))
+    runs = int(await _redis[0].incr(f"{app.topology.exchange}:runs:{key}"))
     await asyncio.sleep(seconds)
     return runs

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,8 +41,11 @@ async def rabbit_app(amqp_url: str, redis_url: str, exchange: str) -> Any:
 
 
 @pytest.fixture
-def spawn(amqp_url: str, redis_url: str, exchange: str) -> Iterator[Any]:
+def spawn(amqp_url: str, redis_url: str, exchange: str, tmp_path: Path) -> Iterator[Any]:
+    """Starts worker processes; their logs go to files (a pipe nobody reads would fill
+    up and block them)."""
     procs: list[subprocess.Popen[bytes]] = []
+    stack = ExitStack()
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         env = {
@@ -51,12 +55,13 @@ def spawn(amqp_url: str, redis_url: str, exchange: str) -> Iterator[Any]:
             "TASKQ_EXCHANGE": exchange,
             "TASKQ_TEST_REDIS_URL": redis_url,
         }
+        log_file = stack.enter_context((tmp_path / f"worker-{len(procs)}.log").open("wb"))
         proc = subprocess.Popen(
             [sys.executable, "-m", "taskq", "worker", "tests.process_app:app", *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log_file,
         )
         procs.append(proc)
         return proc
@@ -66,8 +71,7 @@ def spawn(amqp_url: str, redis_url: str, exchange: str) -> Iterator[Any]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
+    stack.close()
 
 
 async def test_a_worker_killed_mid_task_leaves_it_to_another_worker(
@@ -90,6 +94,22 @@ async def test_a_worker_killed_mid_task_leaves_it_to_another_worker(
         assert await asyncio.to_thread(second.wait, 30) == 0
     finally:
         await redis.aclose()
+
+
+async def test_two_thousand_tasks_over_two_worker_processes_each_run_exactly_once(
+    rabbit_app: TaskQueue, spawn: Any
+) -> None:
+    workers = [spawn("--concurrency", "32"), spawn("--concurrency", "32")]
+    handles = await asyncio.gather(
+        *(rabbit_app.send("proc.touch", args=[f"k{n}"]) for n in range(2000))
+    )
+    runs = await asyncio.gather(*(h.result(timeout=120) for h in handles))
+    assert runs == [1] * 2000  # every task's side effect happened once
+    for proc in workers:
+        proc.send_signal(signal.SIGTERM)
+    assert [await asyncio.to_thread(p.wait, 30) for p in workers] == [0, 0]
+    info = await rabbit_app.broker.queue_info("proc.touch")
+    assert info is not None and info.ready == 0
 
 
 async def test_a_raw_message_with_only_the_four_fields_runs(
