@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,46 +61,68 @@ def _containers() -> Iterator[ExitStack]:
         yield stack
 
 
-@pytest.fixture(scope="session")
-def amqp_url(_containers: ExitStack) -> str:
-    url = os.environ.get("TASKQ_TEST_AMQP_URL")
+def _find_service(
+    stack: ExitStack,
+    *,
+    service: str,
+    env: str,
+    port: int,
+    start_container: Callable[[ExitStack], str],
+    local_url: str,
+) -> str:
+    """The environment variable's URL, else a container, else the local default."""
+    url = os.environ.get(env)
     if url:
         parts = urlsplit(url)
-        if not _port_open(parts.hostname or "127.0.0.1", parts.port or 5672):
-            _unavailable("RabbitMQ", f"TASKQ_TEST_AMQP_URL={parts.hostname}:{parts.port}")
+        if not _port_open(parts.hostname or "127.0.0.1", parts.port or port):
+            _unavailable(service, f"{env}={parts.hostname}:{parts.port}")
         return url
     if _docker_available():
-        from testcontainers.rabbitmq import RabbitMqContainer
-
-        container = _containers.enter_context(RabbitMqContainer("rabbitmq:3.10-management"))
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(5672)
-        return f"amqp://guest:guest@{host}:{port}/"
-    if _port_open("127.0.0.1", 5672):
-        return "amqp://guest:guest@127.0.0.1:5672/"
-    _unavailable("RabbitMQ", "TASKQ_TEST_AMQP_URL, Docker, 127.0.0.1:5672")
+        return start_container(stack)
+    if _port_open("127.0.0.1", port):
+        return local_url
+    _unavailable(service, f"{env}, Docker, 127.0.0.1:{port}")
     raise AssertionError("unreachable")
+
+
+def _rabbitmq_container(stack: ExitStack) -> str:
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    container = stack.enter_context(RabbitMqContainer("rabbitmq:3.10-management"))
+    host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
+    return f"amqp://guest:guest@{host}:{port}/"
+
+
+def _redis_container(stack: ExitStack) -> str:
+    from testcontainers.redis import RedisContainer
+
+    container = stack.enter_context(RedisContainer("redis:7"))
+    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+    return f"redis://{host}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def amqp_url(_containers: ExitStack) -> str:
+    return _find_service(
+        _containers,
+        service="RabbitMQ",
+        env="TASKQ_TEST_AMQP_URL",
+        port=5672,
+        start_container=_rabbitmq_container,
+        local_url="amqp://guest:guest@127.0.0.1:5672/",
+    )
 
 
 @pytest.fixture(scope="session")
 def redis_url(_containers: ExitStack) -> str:
-    url = os.environ.get("TASKQ_TEST_REDIS_URL")
-    if url:
-        parts = urlsplit(url)
-        if not _port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
-            _unavailable("Redis", f"TASKQ_TEST_REDIS_URL={parts.hostname}:{parts.port}")
-        return url
-    if _docker_available():
-        from testcontainers.redis import RedisContainer
-
-        container = _containers.enter_context(RedisContainer("redis:7"))
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(6379)
-        return f"redis://{host}:{port}/0"
-    if _port_open("127.0.0.1", 6379):
-        return "redis://127.0.0.1:6379/0"
-    _unavailable("Redis", "TASKQ_TEST_REDIS_URL, Docker, 127.0.0.1:6379")
-    raise AssertionError("unreachable")
+    return _find_service(
+        _containers,
+        service="Redis",
+        env="TASKQ_TEST_REDIS_URL",
+        port=6379,
+        start_container=_redis_container,
+        local_url="redis://127.0.0.1:6379/0",
+    )
 
 
 @pytest.fixture

@@ -55,13 +55,12 @@ class StatusStore(ABC):
     async def get(self, task_id: str) -> TaskStatus | None:
         """The task's record, or ``None`` if the store has none."""
 
-    @abstractmethod
     async def create(self, task_id: str, name: str) -> bool:
         """Write a ``queued`` record if there is no record of ``task_id``; return whether
         it was written. Atomic: of concurrent creates of one id exactly one wins, which
         makes an explicit task id an idempotency key."""
+        return await self._write(task_id, name, TaskState.QUEUED, only_if_absent=True) is not None
 
-    @abstractmethod
     async def transition(
         self,
         task_id: str,
@@ -80,6 +79,22 @@ class StatusStore(ABC):
         clears ``error``; to ``failed`` or ``retrying`` sets ``error``; to a final
         state sets ``finished_at``. A created record gets ``created_at``.
         """
+        return await self._write(task_id, name, state, result=result, error=error)
+
+    @abstractmethod
+    async def _write(
+        self,
+        task_id: str,
+        name: str,
+        state: TaskState,
+        *,
+        only_if_absent: bool = False,
+        result: Any = NO_RESULT,
+        error: ErrorInfo | None = None,
+    ) -> TaskStatus | None:
+        """The one conditional write behind :meth:`create` and :meth:`transition`:
+        check the move (and, with ``only_if_absent``, that no record exists) and apply
+        it, atomically. Returns the record as written, or ``None`` if refused."""
 
     @abstractmethod
     async def discard(self, task_id: str) -> bool:

@@ -57,20 +57,6 @@ class MemoryStore(StatusStore):
         with self._lock:
             return self._read(task_id)
 
-    async def create(self, task_id: str, name: str) -> bool:
-        return self._write(task_id, name, TaskState.QUEUED, only_if_absent=True) is not None
-
-    async def transition(
-        self,
-        task_id: str,
-        name: str,
-        state: TaskState,
-        *,
-        result: Any = NO_RESULT,
-        error: ErrorInfo | None = None,
-    ) -> TaskStatus | None:
-        return self._write(task_id, name, state, result=result, error=error)
-
     async def discard(self, task_id: str) -> bool:
         with self._lock:
             status = self._read(task_id)
@@ -105,7 +91,7 @@ class MemoryStore(StatusStore):
                         if not waiting:
                             del self._waiters[task_id]
 
-    def _write(
+    async def _write(
         self,
         task_id: str,
         name: str,

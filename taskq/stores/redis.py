@@ -156,20 +156,6 @@ class RedisStore(StatusStore):
             fields = cast(dict[str, str], await self._connection.client.hgetall(self._key(task_id)))
         return self._decode(task_id, fields) if fields else None
 
-    async def create(self, task_id: str, name: str) -> bool:
-        return await self._write(task_id, name, TaskState.QUEUED, only_if_absent=True) is not None
-
-    async def transition(
-        self,
-        task_id: str,
-        name: str,
-        state: TaskState,
-        *,
-        result: Any = NO_RESULT,
-        error: ErrorInfo | None = None,
-    ) -> TaskStatus | None:
-        return await self._write(task_id, name, state, result=result, error=error)
-
     async def discard(self, task_id: str) -> bool:
         with self._errors():
             return bool(await self._connection.discard(keys=[self._key(task_id)]))
