@@ -69,7 +69,8 @@ class TaskMessage:
         AMQP ``correlation_id``) so the status store can record the failure."""
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        # RecursionError: valid JSON nested deeper than the json module recurses.
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise MalformedMessage(
                 f"body is not JSON: {exc}", task_id=correlation_id
             ) from None
