@@ -107,6 +107,10 @@ class Task(Generic[P, R]):
             raise InvalidArguments(
                 self.name, describe_validation_error(exc, self._positional)
             ) from None
+        except Exception as exc:
+            # pydantic lets a validator's errors other than ValueError / AssertionError
+            # through as they are: still bad input for this task, not a worker crash.
+            raise InvalidArguments(self.name, f"{type(exc).__name__}: {exc}") from exc
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Publish a call with these arguments; returns once the broker confirmed it."""

@@ -3,7 +3,10 @@ serving, the message is settled, and the store says what happened."""
 
 from __future__ import annotations
 
+import json
 import uuid
+
+import pydantic
 
 from taskq import TaskQueue, TaskState, Worker
 from tests.helpers import eventually
@@ -27,3 +30,34 @@ async def test_a_deeply_nested_body_is_dead_lettered_and_the_worker_keeps_servin
     assert dead[0].reason.startswith("body is not JSON")
     status = await app.handle(task_id).status()
     assert status is not None and status.state is TaskState.FAILED
+
+
+class Payload(pydantic.BaseModel):
+    size: int
+
+    @pydantic.field_validator("size", mode="after")
+    @classmethod
+    def _check(cls, size: int) -> int:
+        # A validator with a bug: pydantic lets anything but ValueError and
+        # AssertionError propagate as it is.
+        return [1, 2, 3][size]
+
+
+async def test_arguments_whose_validator_crashes_fail_the_task_and_the_worker_keeps_serving(
+    app: TaskQueue,
+) -> None:
+    @app.task(name="payloads.take")
+    async def take(payload: Payload) -> int:
+        return payload.size
+
+    task_id = str(uuid.uuid4())
+    body = json.dumps({"id": task_id, "task": "payloads.take", "args": [{"size": 9}], "kwargs": {}})
+    await app.broker.publish(take.queue, body.encode(), task_id=task_id)
+    async with Worker(app, concurrency=1, tasks=["payloads.take"]):
+        assert await (await take.delay({"size": 1})).result(timeout=10) == 2
+    dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1)
+    assert dead[0].correlation_id == task_id
+    assert dead[0].reason.startswith("invalid arguments for task 'payloads.take'")
+    status = await app.handle(task_id).status()
+    assert status is not None and status.state is TaskState.FAILED
+    assert status.error is not None and "IndexError" in status.error.message
