@@ -67,7 +67,11 @@ class ErrorInfo(BaseModel):
 
     @classmethod
     def from_exception(cls, exc: BaseException, traceback: str | None = None) -> ErrorInfo:
-        return cls(type=type(exc).__qualname__, message=str(exc), traceback=traceback)
+        try:
+            message = str(exc)
+        except Exception:  # a task's own exception class with a broken __str__
+            message = "<exception str() failed>"  # what the traceback module prints
+        return cls(type=type(exc).__qualname__, message=message, traceback=traceback)
 
 
 class TaskStatus(BaseModel):

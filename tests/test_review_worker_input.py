@@ -7,8 +7,9 @@ import json
 import uuid
 
 import pydantic
+import pytest
 
-from taskq import TaskQueue, TaskState, Worker
+from taskq import TaskFailed, TaskQueue, TaskState, Worker
 from tests.helpers import eventually
 
 
@@ -61,3 +62,28 @@ async def test_arguments_whose_validator_crashes_fail_the_task_and_the_worker_ke
     status = await app.handle(task_id).status()
     assert status is not None and status.state is TaskState.FAILED
     assert status.error is not None and "IndexError" in status.error.message
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be shown")
+
+
+async def test_a_task_raising_an_unprintable_exception_is_recorded_failed(
+    app: TaskQueue,
+) -> None:
+    @app.task
+    async def odd(n: int) -> int:
+        if n < 0:
+            raise Unprintable()
+        return n
+
+    async with Worker(app, concurrency=1):
+        bad = await odd.delay(-1)
+        with pytest.raises(TaskFailed) as caught:
+            await bad.result(timeout=10)
+        assert await (await odd.delay(3)).result(timeout=10) == 3
+    error = caught.value.status.error
+    assert error is not None and error.type == "Unprintable"
+    dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1)
+    assert dead[0].correlation_id == bad.id
