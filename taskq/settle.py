@@ -13,6 +13,7 @@ from typing import Any
 
 from taskq.brokers.base import Broker, Delivery
 from taskq.errors import BrokerError
+from taskq.topology import MAX_REASON
 
 
 class Settlement(Enum):
@@ -40,6 +41,8 @@ class Outcome:
 
     @classmethod
     def dead_letter(cls, reason: str) -> Outcome:
+        if len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 1] + "…"
         return cls(Settlement.DEAD_LETTER, reason)
 
 

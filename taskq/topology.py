@@ -24,6 +24,11 @@ QUEUE_TYPES: tuple[QueueType, ...] = ("quorum", "classic")
 
 #: Header that carries a dead letter's reason.
 REASON_HEADER = "x-taskq-reason"
+#: Characters of a reason kept in that header. Headers travel in one AMQP frame
+#: (128 KiB by default): a longer one makes RabbitMQ close the publishing connection
+#: (FRAME_ERROR), so an exception with a huge message could never be dead-lettered.
+#: The status store keeps the whole message.
+MAX_REASON = 1000
 #: Header naming the queue a dead letter came from.
 QUEUE_HEADER = "x-taskq-queue"
 

@@ -87,3 +87,27 @@ async def test_a_task_raising_an_unprintable_exception_is_recorded_failed(
     assert error is not None and error.type == "Unprintable"
     dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1)
     assert dead[0].correlation_id == bad.id
+
+
+async def test_a_failure_with_a_huge_message_is_dead_lettered_with_a_bounded_reason(
+    app: TaskQueue,
+) -> None:
+    @app.task
+    async def verbose(n: int) -> int:
+        if n < 0:
+            raise RuntimeError("x" * 300_000)  # far over AMQP's 128 KiB frame
+        return n
+
+    async with Worker(app, concurrency=1):
+        bad = await verbose.delay(-1)
+        with pytest.raises(TaskFailed) as caught:
+            await bad.result(timeout=10)
+        dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1, timeout=10)
+        assert await (await verbose.delay(4)).result(timeout=10) == 4
+    error = caught.value.status.error
+    assert error is not None and error.message == "x" * 300_000  # the store keeps it whole
+    assert dead[0].correlation_id == bad.id
+    assert dead[0].reason.startswith("task raised RuntimeError: xxx")
+    assert len(dead[0].reason) <= 4096
+    info = await app.broker.queue_info(verbose.name)
+    assert info is not None and info.ready == 0
