@@ -20,7 +20,14 @@ from taskq.handle import TaskHandle
 from taskq.message import TaskMessage, new_task_id, to_jsonable
 from taskq.stores import DEFAULT_TTL, StatusStore, store_from_url
 from taskq.task import Task, default_name
-from taskq.topology import QueueSpec, QueueType, Topology, check_name, check_queue_type
+from taskq.topology import (
+    SHORT_STRING,
+    QueueSpec,
+    QueueType,
+    Topology,
+    check_name,
+    check_queue_type,
+)
 from taskq.urls import MEMORY_URL
 
 P = ParamSpec("P")
@@ -213,6 +220,12 @@ class TaskQueue:
     async def _publish(
         self, spec: QueueSpec, args: list[Any], kwargs: dict[str, Any], task_id: str | None
     ) -> TaskHandle:
+        if task_id and len(task_id.encode()) > SHORT_STRING:
+            # It travels as the AMQP correlation_id too: refuse it here, on any broker.
+            raise ConfigurationError(
+                f"task_id {task_id[:40]!r}... is {len(task_id.encode())} bytes in UTF-8; "
+                f"a task id must be at most {SHORT_STRING}"
+            )
         what = f"arguments of task {spec.task!r}"
         message = TaskMessage(
             task_id or new_task_id(),

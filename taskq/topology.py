@@ -32,6 +32,9 @@ MAX_REASON = 1000
 #: Header naming the queue a dead letter came from.
 QUEUE_HEADER = "x-taskq-queue"
 
+#: Bytes in an AMQP short string: queue names, routing keys, ``correlation_id``.
+SHORT_STRING = 255
+
 # Words of letters, digits, '_' and '-', joined by dots: a topic routing key that no
 # binding pattern character ('*', '#') can hide in, and a readable queue name.
 _NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
