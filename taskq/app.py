@@ -203,6 +203,7 @@ class TaskQueue:
         if task is not None:
             return await self.send_task(task, args, kwargs or {}, task_id=task_id)
         check_name(name, what="task name")
+        self.topology.queue_name(name)  # refuses a name too long for its queue
         spec = QueueSpec(task=name, queue_type=self.queue_type, authoritative=False)
         return await self._publish(spec, list(args), dict(kwargs or {}), task_id)
 

@@ -80,6 +80,7 @@ class Task(Generic[P, R]):
         self.app = app
         self.fn = fn
         self.name = check_name(name, what="task name")
+        app.topology.queue_name(self.name)  # refuses a name too long for its queue now
         self.queue = QueueSpec(task=self.name, queue_type=check_queue_type(queue_type))
         #: Async tasks run on the worker's event loop; sync ones in its thread pool.
         self.is_async = inspect.iscoroutinefunction(fn)

@@ -80,7 +80,14 @@ class Topology:
         check_name(self.exchange, what="exchange name")
 
     def queue_name(self, task: str) -> str:
-        return f"{self.exchange}.{task}"
+        name = f"{self.exchange}.{task}"
+        if len(name) > SHORT_STRING:  # names are ASCII: characters are bytes
+            raise ConfigurationError(
+                f"the queue name of task {task!r} on exchange {self.exchange!r} would be "
+                f"{len(name)} characters; AMQP allows {SHORT_STRING}: shorten the task "
+                "or exchange name"
+            )
+        return name
 
     @property
     def dead_exchange(self) -> str:
