@@ -34,9 +34,13 @@ import importlib
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+import structlog
 
 from taskq.app import TaskQueue
 from taskq.errors import (
@@ -48,7 +52,7 @@ from taskq.errors import (
 )
 from taskq.logconfig import LOG_FORMATS, LOG_LEVELS, configure_logging
 from taskq.status import TaskStatus
-from taskq.worker import Worker
+from taskq.worker import THREAD_NAME_PREFIX, Worker
 
 RET_OK = 0
 RET_ERROR = 1
@@ -145,7 +149,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
         grace=args.grace,
     )
     asyncio.run(worker.run())  # SIGTERM / SIGINT: graceful stop, then return
+    _exit_past_stuck_threads()
     return RET_OK
+
+
+def _exit_past_stuck_threads(linger: float = 1.0) -> None:
+    """A sync task still running after the grace period was cancelled (its message is
+    back in the queue), but Python cannot stop its thread, and the interpreter joins
+    pool threads at exit: a task blocked for an hour would keep the stopped worker
+    alive for an hour. Idle pool threads leave within ``linger``; if any is still busy
+    after that, exit now, without waiting for it."""
+    deadline = time.monotonic() + linger
+    busy = []
+    for thread in threading.enumerate():
+        if thread.name.startswith(THREAD_NAME_PREFIX):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                busy.append(thread.name)
+    if busy:
+        structlog.get_logger("taskq.cli").warning(
+            "sync tasks still running after the grace period; exiting without them",
+            threads=busy,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(RET_OK)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

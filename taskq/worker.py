@@ -32,6 +32,9 @@ from taskq.topology import topic_matches
 
 log = structlog.get_logger("taskq.worker")
 
+#: Names of the threads that run sync tasks start with this.
+THREAD_NAME_PREFIX = "taskq-task"
+
 
 class Worker:
     """Runs the tasks of ``app`` whose names match ``tasks`` (AMQP topic patterns:
@@ -97,7 +100,7 @@ class Worker:
         self._owns_connection = not self.app.connected
         try:
             await self.app.connect()
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="taskq-task")
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=THREAD_NAME_PREFIX)
             runner = TaskRunner(self.app, self._pool, worker_id=self.id)
             self._runners = [
                 asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")

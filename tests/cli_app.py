@@ -4,6 +4,7 @@ by the TASKQ_* variables of the subprocess."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from taskq import TaskQueue
 
@@ -23,6 +24,12 @@ def fail(message: str) -> None:
 @app.task(name="cli.sleep")
 async def sleep(seconds: float) -> float:
     await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.task(name="cli.block")
+def block(seconds: float) -> float:
+    time.sleep(seconds)  # a sync task stuck in a call that cannot be cancelled
     return seconds
 
 
