@@ -4,8 +4,12 @@ serving, the message is settled, and the store says what happened."""
 from __future__ import annotations
 
 import json
+import struct
 import uuid
+from typing import Any
 
+import aio_pika
+import pamqp.encode
 import pydantic
 import pytest
 
@@ -111,3 +115,42 @@ async def test_a_failure_with_a_huge_message_is_dead_lettered_with_a_bounded_rea
     assert len(dead[0].reason) <= 4096
     info = await app.broker.queue_info(verbose.name)
     assert info is not None and info.ready == 0
+
+
+async def test_a_message_with_a_binary_string_header_can_be_dead_lettered(
+    app: TaskQueue, backend: str, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend == "memory":
+        pytest.skip("only AMQP decodes headers: a long string that is not UTF-8 comes as bytes")
+
+    @app.task(name="raw.take")
+    async def take(x: int) -> int:
+        return x
+
+    # Another client's header: an AMQP long string ('S') that is not UTF-8. pamqp
+    # decodes it as bytes, and aio-pika cannot publish a bytes header as it is.
+    original = pamqp.encode.encode_table_value
+
+    def encode(value: Any) -> bytes:
+        if isinstance(value, bytes):
+            return b"S" + struct.pack(">I", len(value)) + value
+        return original(value)
+
+    task_id = str(uuid.uuid4())
+    body = json.dumps({"id": task_id, "task": "raw.take", "args": ["nan"], "kwargs": {}})
+    connection = await aio_pika.connect(amqp_url)
+    async with Worker(app, concurrency=1):  # its queue exists from here on
+        try:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(app.topology.exchange)
+            with monkeypatch.context() as patch:
+                patch.setattr(pamqp.encode, "encode_table_value", encode)
+                message = aio_pika.Message(body.encode(), headers={"trace": b"\xff\xfe\x00"})
+                await exchange.publish(message, "raw.take")
+        finally:
+            await connection.close()
+        dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1, timeout=10)
+        assert await (await take.delay(6)).result(timeout=10) == 6
+    assert dead[0].correlation_id is None and task_id.encode() in dead[0].body
+    assert dead[0].reason.startswith("invalid arguments for task 'raw.take'")
+    assert bytes(dead[0].headers["trace"]) == b"\xff\xfe\x00"

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 import aiormq.exceptions
@@ -274,7 +275,11 @@ class AmqpBroker(Broker):
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         await self.connect()
-        headers = {**delivery.headers, REASON_HEADER: reason, QUEUE_HEADER: delivery.queue}
+        headers = {
+            **_publishable(delivery.headers),
+            REASON_HEADER: reason,
+            QUEUE_HEADER: delivery.queue,
+        }
         content_type = delivery.content_type if isinstance(delivery, AmqpDelivery) else None
 
         def message() -> aio_pika.Message:
@@ -376,6 +381,19 @@ class AmqpBroker(Broker):
         finally:
             await connection.close()
         log.info("topology destroyed", exchange=t.exchange)
+
+
+def _publishable(value: Any) -> Any:
+    """Headers as received, made publishable again: pamqp decodes a long string that is
+    not UTF-8 (another client's binary header) as ``bytes``, which it cannot encode;
+    as a ``bytearray`` it goes out as an AMQP byte array with the same bytes."""
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, Mapping):
+        return {key: _publishable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_publishable(item) for item in value]
+    return value
 
 
 def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
