@@ -1,14 +1,14 @@
 """taskq: Python tasks on RabbitMQ, with a status store, and nothing lost.
 
-    app = TaskQueue(broker="amqp://guest:guest@127.0.0.1:5672/", store="redis://127.0.0.1:6379/0")
+app = TaskQueue(broker="amqp://guest:guest@127.0.0.1:5672/", store="redis://127.0.0.1:6379/0")
 
-    @app.task
-    async def add(x: int, y: int) -> int:
-        return x + y
+@app.task
+async def add(x: int, y: int) -> int:
+    return x + y
 
-    async with app:
-        handle = await add.delay(1, 2)
-        print(await handle.result(timeout=10))
+async with app:
+    handle = await add.delay(1, 2)
+    print(await handle.result(timeout=10))
 """
 
 from taskq.app import TaskQueue

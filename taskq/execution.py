@@ -68,6 +68,12 @@ class TaskRunner:
             log.error("status store unavailable; requeueing", error=str(exc))
             await asyncio.sleep(STORE_RETRY_PAUSE)
             return Outcome.requeue("status store unavailable"), log
+        except Exception as exc:
+            # A bug of ours (or a driver's) met by this message. Requeueing would meet
+            # it again forever; dead-lettering keeps the message, with the reason, for
+            # someone to look at, and the worker keeps all of its slots.
+            log.exception("unexpected error handling a message; dead-lettering it")
+            return Outcome.dead_letter(f"internal error: {type(exc).__name__}: {exc}"), log
 
     async def _run(self, delivery: Delivery, log: Any) -> tuple[Outcome, Any]:
         try:

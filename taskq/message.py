@@ -71,9 +71,7 @@ class TaskMessage:
             data = json.loads(body)
         # RecursionError: valid JSON nested deeper than the json module recurses.
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise MalformedMessage(
-                f"body is not JSON: {exc}", task_id=correlation_id
-            ) from None
+            raise MalformedMessage(f"body is not JSON: {exc}", task_id=correlation_id) from None
         if not isinstance(data, dict):
             raise MalformedMessage(
                 f"body is JSON {type(data).__name__}, not an object", task_id=correlation_id

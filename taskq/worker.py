@@ -133,7 +133,12 @@ class Worker:
                 await settle(self.app.broker, delivery, Outcome.requeue("worker stopping"), log)
                 continue
             outcome, task_log = await runner.run(delivery)
-            await settle(self.app.broker, delivery, outcome, task_log)
+            try:
+                await settle(self.app.broker, delivery, outcome, task_log)
+            except Exception:
+                # Unsettled, the message goes back when the consumer closes; this
+                # runner lives on to take the next one.
+                task_log.exception("could not settle the message; left for redelivery")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop gracefully; idempotent. Waits ``grace`` seconds (default: the worker's)

@@ -125,3 +125,13 @@ async def test_the_queued_record_is_written_before_the_publish() -> None:
     async with app:
         await job.delay()
     assert seen[0] is not None and seen[0].state is TaskState.QUEUED
+
+
+def test_passwords_are_masked_wherever_a_url_carries_them() -> None:
+    from taskq.urls import mask_url
+
+    assert mask_url("amqp://guest:s3cret@[::1]:5672/vh") == "amqp://guest:***@[::1]:5672/vh"
+    assert mask_url("redis://h:6379/0?password=s3cret&db=1") == "redis://h:6379/0?password=***&db=1"
+    assert mask_url("amqp://h/") == "amqp://h/"
+    app = TaskQueue(store="redis://127.0.0.1:6379/0?password=s3cret")
+    assert "s3cret" not in repr(app)

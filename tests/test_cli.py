@@ -72,9 +72,7 @@ StartWorker = Callable[..., Awaitable[WorkerProcess]]
 
 
 @pytest_asyncio.fixture
-async def start_worker(
-    env: dict[str, str], tmp_path: Path
-) -> AsyncIterator[StartWorker]:
+async def start_worker(env: dict[str, str], tmp_path: Path) -> AsyncIterator[StartWorker]:
     """Starts ``taskq worker`` and returns once it consumes; kills it afterwards."""
     started: list[WorkerProcess] = []
 

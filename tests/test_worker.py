@@ -366,3 +366,27 @@ async def test_a_worker_that_cannot_start_leaves_nothing_running(app: TaskQueue)
         await worker.start()
     assert len(asyncio.all_tasks()) == before  # no runner left behind
     await worker.stop()  # idempotent after a failed start
+
+
+async def test_an_unexpected_error_handling_a_message_dead_letters_it_and_the_worker_keeps_serving(
+    app: TaskQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskq import execution
+
+    @app.task(name="jobs.echo")
+    async def echo(text: str) -> str:
+        return text
+
+    real_decode = execution.TaskMessage.decode
+
+    def decode(body: bytes, *, correlation_id: str | None = None) -> Any:
+        if b"trip-a-bug" in body:
+            raise RuntimeError("a bug of ours")
+        return real_decode(body, correlation_id=correlation_id)
+
+    monkeypatch.setattr(execution.TaskMessage, "decode", staticmethod(decode))
+    async with Worker(app, concurrency=1):
+        await echo.delay("trip-a-bug")
+        assert await (await echo.delay("after")).result(timeout=20) == "after"
+    dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1)
+    assert dead[0].reason == "internal error: RuntimeError: a bug of ours"
