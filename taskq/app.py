@@ -236,13 +236,14 @@ class TaskQueue:
         )
         body = message.encode()  # serialization errors raise before anything is written
         await self.connect()
-        handle = TaskHandle(self, message.id, spec.task)
         # `queued` goes in BEFORE the publish: a fast worker's `succeeded` must never be
         # overwritten by a late `queued`. The store refuses a second create of an id,
         # which makes an explicit task id an idempotency key.
         if not await self.store.create(message.id, spec.task):
-            log.debug("task already known, not published again", task_id=message.id, task=spec.task)
-            return handle
+            existing = await self.store.get(message.id)
+            name = existing.name if existing is not None else spec.task
+            log.debug("task already known, not published again", task_id=message.id, task=name)
+            return TaskHandle(self, message.id, name)
         try:
             await self.broker.publish(spec, body, task_id=message.id)
         except BaseException as exc:
@@ -258,4 +259,4 @@ class TaskQueue:
             if isinstance(exc, TaskqError):
                 log.warning("publish failed", task_id=message.id, task=spec.task, error=str(exc))
             raise
-        return handle
+        return TaskHandle(self, message.id, spec.task)

@@ -390,3 +390,21 @@ async def test_an_unexpected_error_handling_a_message_dead_letters_it_and_the_wo
         assert await (await echo.delay("after")).result(timeout=20) == "after"
     dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1)
     assert dead[0].reason == "internal error: RuntimeError: a bug of ours"
+
+
+async def test_a_send_with_an_id_of_another_task_returns_that_task_s_handle(
+    app: TaskQueue,
+) -> None:
+    @app.task(name="a.first")
+    async def first() -> str:
+        return "first"
+
+    @app.task(name="a.second")
+    async def second() -> str:
+        return "second"
+
+    h = await first.send(task_id="shared-id")
+    again = await second.send(task_id="shared-id")
+    assert again.id == h.id and again.name == "a.first"  # nothing published for a.second
+    info = await app.broker.queue_info("a.second")
+    assert info is None or info.ready == 0
