@@ -76,11 +76,11 @@ async def start_worker(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Sta
     """Starts ``taskq worker`` and returns once it consumes; kills it afterwards."""
     started: list[WorkerProcess] = []
 
-    async def start(*args: str) -> WorkerProcess:
+    async def start(*args: str, app: str = APP) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
         with log.open("wb") as stderr:  # a file, not a pipe: a chatty worker never blocks
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "taskq", "worker", APP, "--log-format", "json", *args,
+                sys.executable, "-m", "taskq", "worker", app, "--log-format", "json", *args,
                 cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
             )  # fmt: skip
         worker = WorkerProcess(proc, log)
@@ -100,6 +100,20 @@ async def start_worker(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Sta
 
 
 # -- against RabbitMQ and Redis -------------------------------------------------------
+
+
+async def test_the_issue_s_example_command_runs_the_example_deployment_s_emails(
+    env: dict[str, str], start_worker: StartWorker, amqp_url: str, redis_url: str
+) -> None:
+    try:
+        await start_worker("--concurrency", "16", "--tasks", "emails.*", app="examples.app:app")
+        user = str(uuid.uuid4())
+        args = json.dumps([user, "hi"])
+        ran = await taskq("send", "emails.send", "--args", args, "--wait", "20", env=env)
+        assert ran.returncode == RET_OK, ran.stderr
+        assert ran.stdout.splitlines()[1:] == ["true"]
+    finally:
+        await tear_down(amqp_url, redis_url, env["TASKQ_EXCHANGE"], ["emails.send"])
 
 
 async def test_send_with_wait_prints_the_task_id_then_the_result_as_json(
