@@ -6,7 +6,7 @@ that prints a URL prints :func:`mask_url` of it.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MEMORY_URL = "memory://"
 
@@ -38,3 +38,21 @@ def mask_url(url: str) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secrets(url: str) -> set[str]:
+    parts = urlsplit(url)
+    found = {parts.password} if parts.password else set()
+    found |= {v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_PARAMS and v}
+    return found | {unquote(s) for s in found}
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error message, say) with ``url`` shown masked and every
+    secret the URL carries (its password, as written or percent-decoded, or a
+    ``password=`` parameter) replaced by ``***`` wherever it appears."""
+    placeholder = "\x00\x01\x00"  # keeps the masked URL's own user name out of the scrub
+    text = text.replace(url, placeholder)
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text.replace(placeholder, mask_url(url))

@@ -135,3 +135,15 @@ def test_passwords_are_masked_wherever_a_url_carries_them() -> None:
     assert mask_url("amqp://h/") == "amqp://h/"
     app = TaskQueue(store="redis://127.0.0.1:6379/0?password=s3cret")
     assert "s3cret" not in repr(app)
+
+
+def test_a_driver_message_is_scrubbed_of_every_secret_its_url_carries() -> None:
+    from taskq.urls import scrub
+
+    url = "amqp://guest:p%40ss@127.0.0.1:5672/"
+    text = f"cannot connect to {url}: login p@ss refused, p%40ss"
+    assert scrub(text, url) == (
+        "cannot connect to amqp://guest:***@127.0.0.1:5672/: login *** refused, ***"
+    )
+    query = "redis://h:6379/0?password=s3cret"
+    assert "s3cret" not in scrub(f"{query} said: bad s3cret", query)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import unquote, urlsplit
 
 import aiormq.exceptions as amqp
 
@@ -27,7 +26,7 @@ from taskq.errors import (
     QueueMismatch,
     TaskqError,
 )
-from taskq.urls import mask_url
+from taskq.urls import mask_url, scrub
 
 # RabbitMQ's 406 reply names the object: "PRECONDITION_FAILED - inequivalent arg
 # 'x-queue-type' for queue 'taskq.add' in vhost '/': received 'quorum' but current is ..."
@@ -115,9 +114,4 @@ def _what(task_id: str | None) -> str:
 
 def _text(exc: BaseException, url: str) -> str:
     """``str(exc)`` with the URL's password masked, should a driver ever echo it."""
-    text = str(exc) or type(exc).__name__
-    password = urlsplit(url).password
-    if password:
-        for spelling in {password, unquote(password)}:
-            text = text.replace(f":{spelling}@", ":***@")
-    return text.replace(url, mask_url(url))
+    return scrub(str(exc) or type(exc).__name__, url)

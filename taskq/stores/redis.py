@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import structlog
 from pydantic_core import PydanticSerializationError, to_json
@@ -27,7 +26,7 @@ from redis.exceptions import RedisError
 from taskq.errors import ConfigurationError, SerializationError, StoreError
 from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
-from taskq.urls import mask_url
+from taskq.urls import mask_url, scrub
 
 #: Connections per store (per process); more writers than this wait their turn.
 MAX_CONNECTIONS = 32
@@ -220,9 +219,7 @@ class RedisStore(StatusStore):
 
     def _scrub(self, text: str) -> str:
         """Drivers may echo the URL or its password; ours must not reach a message."""
-        password = urlsplit(self._url).password
-        text = text.replace(self._url, self.display_url)
-        return text.replace(password, "***") if password else text
+        return scrub(text, self._url)
 
 
 def _encode_result(result: Any) -> str:
