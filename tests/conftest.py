@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
@@ -156,6 +156,17 @@ async def delete_redis_keys(redis_url: str, prefix: str) -> None:
         await client.aclose()
 
 
+async def remove_app(app: TaskQueue, tasks: Iterable[str], redis_url: str | None) -> None:
+    """Delete what ``app`` left: its tasks' queues, dead letters and exchanges, then
+    (on Redis) its status records; closes it."""
+    try:
+        await app.broker.destroy(tasks)
+    finally:
+        await app.close()
+        if redis_url is not None:
+            await delete_redis_keys(redis_url, app.topology.exchange)
+
+
 @pytest.fixture(params=["memory", "rabbitmq"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Runs a test on the embedded broker and store, then on RabbitMQ and Redis."""
@@ -179,9 +190,5 @@ async def app(backend: str, exchange: str, request: pytest.FixtureRequest) -> An
         yield application
     finally:
         names = [*application.tasks, *application.extra_task_names]  # type: ignore[attr-defined]
-        try:
-            await application.broker.destroy(names)
-        finally:
-            await application.close()
-            if backend != "memory":
-                await delete_redis_keys(request.getfixturevalue("redis_url"), exchange)
+        redis = None if backend == "memory" else request.getfixturevalue("redis_url")
+        await remove_app(application, names, redis)

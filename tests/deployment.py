@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskq import TaskQueue
-from tests.conftest import delete_redis_keys
+from tests.conftest import remove_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROCESS_TIMEOUT = 30.0
@@ -58,9 +58,4 @@ async def tear_down(amqp_url: str, redis_url: str, exchange: str, tasks: Iterabl
     """Delete the queues of ``tasks``, the dead letters and exchanges, and the status
     records of the deployment named ``exchange``."""
     app = TaskQueue(broker=amqp_url, store=redis_url, exchange=exchange)
-    try:
-        await app.connect()
-        await app.broker.destroy(tasks)
-    finally:
-        await app.close()
-        await delete_redis_keys(redis_url, exchange)
+    await remove_app(app, tasks, redis_url)

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from taskq import TaskQueue, TaskState, Worker
-from tests.conftest import delete_redis_keys
+from tests.conftest import remove_app
 from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,11 +33,7 @@ async def rabbit_app(amqp_url: str, redis_url: str, exchange: str) -> Any:
     app = TaskQueue(broker=amqp_url, store=redis_url, exchange=exchange)
     await app.connect()
     yield app
-    try:
-        await app.broker.destroy(["proc.touch", "raw.echo"])
-    finally:
-        await app.close()
-        await delete_redis_keys(redis_url, exchange)
+    await remove_app(app, ["proc.touch", "raw.echo"], redis_url)
 
 
 @pytest.fixture
