@@ -17,7 +17,7 @@ import structlog
 from taskq.brokers import Broker, broker_from_url
 from taskq.errors import ConfigurationError, TaskqError, UnknownTask
 from taskq.handle import TaskHandle
-from taskq.message import TaskMessage, new_task_id, to_jsonable
+from taskq.message import TaskMessage, new_task_id
 from taskq.stores import DEFAULT_TTL, StatusStore, store_from_url
 from taskq.task import Task, default_name
 from taskq.topology import (
@@ -227,14 +227,10 @@ class TaskQueue:
                 f"task_id {task_id[:40]!r}... is {len(task_id.encode())} bytes in UTF-8; "
                 f"a task id must be at most {SHORT_STRING}"
             )
-        what = f"arguments of task {spec.task!r}"
-        message = TaskMessage(
-            task_id or new_task_id(),
-            spec.task,
-            to_jsonable(args, what=what),
-            to_jsonable(kwargs, what=what),
-        )
-        body = message.encode()  # serialization errors raise before anything is written
+        message = TaskMessage(task_id or new_task_id(), spec.task, args, kwargs)
+        # One pass of pydantic's encoder (UUIDs, datetimes, models...); whatever JSON
+        # cannot carry raises SerializationError here, before anything is written.
+        body = message.encode()
         await self.connect()
         # `queued` goes in BEFORE the publish: a fast worker's `succeeded` must never be
         # overwritten by a late `queued`. The store refuses a second create of an id,
