@@ -15,9 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import PydanticSerializationError, to_json
-
-from taskq.errors import SerializationError
+from taskq.message import to_json
 from taskq.status import ErrorInfo, TaskState, TaskStatus, can_move, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
 from taskq.urls import MEMORY_URL
@@ -171,7 +169,4 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def _json_copy(value: Any) -> Any:
     """The value as it comes back from JSON, as the Redis store would return it."""
-    try:
-        return json.loads(to_json(value))
-    except PydanticSerializationError as exc:
-        raise SerializationError(f"a task result must be JSON-able: {exc}") from exc
+    return json.loads(to_json(value, what="a task result"))

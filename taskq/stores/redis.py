@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from pydantic_core import PydanticSerializationError, to_json
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from taskq.errors import ConfigurationError, SerializationError, StoreError
+from taskq.errors import ConfigurationError, StoreError
+from taskq.message import to_json
 from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
 from taskq.urls import mask_url, scrub
@@ -175,7 +175,7 @@ class RedisStore(StatusStore):
             utcnow().isoformat(),
             "" if self.ttl is None else str(max(1, math.ceil(self.ttl * 1000))),
             "1" if only_if_absent else "0",
-            "" if result is NO_RESULT else _encode_result(result),
+            "" if result is NO_RESULT else to_json(result, what="a task result").decode(),
             "" if error is None else error.model_dump_json(),
         ]
         with self._errors():
@@ -220,10 +220,3 @@ class RedisStore(StatusStore):
     def _scrub(self, text: str) -> str:
         """Drivers may echo the URL or its password; ours must not reach a message."""
         return scrub(text, self._url)
-
-
-def _encode_result(result: Any) -> str:
-    try:
-        return to_json(result).decode()
-    except PydanticSerializationError as exc:
-        raise SerializationError(f"a task result must be JSON-able: {exc}") from exc
