@@ -31,6 +31,9 @@ REASON_HEADER = "x-taskq-reason"
 MAX_REASON = 1000
 #: Header naming the queue a dead letter came from.
 QUEUE_HEADER = "x-taskq-queue"
+#: Header saying when taskq dead-lettered a message (ISO-8601, UTC). RabbitMQ's own
+#: dead letters carry the time in ``x-death`` instead.
+DEAD_AT_HEADER = "x-taskq-dead-at"
 
 #: Bytes in an AMQP short string: queue names, routing keys, ``correlation_id``.
 SHORT_STRING = 255

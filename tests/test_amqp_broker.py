@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aio_pika
@@ -23,7 +24,9 @@ from taskq.brokers.amqp import AmqpBroker
 from taskq.brokers.base import Delivery, DeliveryHandler
 from taskq.errors import BrokerConnectionError, PublishError
 from taskq.message import TaskMessage
+from taskq.status import utcnow
 from taskq.topology import QueueSpec, Topology
+from tests.helpers import eventually
 
 TASK = QueueSpec("emails.send")
 
@@ -271,3 +274,41 @@ async def _publish_until_accepted(broker: AmqpBroker, task_id: str) -> None:
         except PublishError:
             await asyncio.sleep(0.1)
     raise AssertionError(f"{task_id} was never confirmed")
+
+
+async def test_a_message_rabbitmq_dead_lettered_itself_is_read_from_x_death(
+    broker: AmqpBroker, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    body = json.dumps({"id": "t-1", "task": TASK.task, "args": [], "kwargs": {}}).encode()
+    await broker.publish(TASK, body, task_id="t-1")
+    before = utcnow().replace(microsecond=0)  # x-death times are whole seconds
+    queue = await channel.get_queue(broker.topology.queue_name(TASK.task), ensure=False)
+    message = await queue.get(no_ack=False)
+    await message.reject(requeue=False)  # RabbitMQ dead-letters it, with x-death
+
+    (letter,) = await eventually(broker.dead_letters, lambda d: len(d) == 1)
+
+    assert (letter.task_id, letter.task, letter.reason) == ("t-1", TASK.task, "rejected")
+    assert letter.queue == broker.topology.queue_name(TASK.task)
+    assert letter.dead_at is not None
+    assert before <= letter.dead_at <= utcnow() + timedelta(seconds=1)
+    assert [d.task_id for d in await broker.requeue_dead()] == ["t-1"]
+    again = await queue.get(no_ack=False)
+    assert again.body == body and again.correlation_id == "t-1"
+    assert "x-death" not in again.headers
+    await again.ack()
+
+
+async def test_a_raw_message_in_the_dead_letter_queue_is_listed_left_by_requeue_and_purged(
+    broker: AmqpBroker, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    exchange = await channel.get_exchange(broker.topology.dead_exchange)
+    await exchange.publish(aio_pika.Message(b"\x00 not a task"), routing_key="")
+
+    (letter,) = await eventually(broker.dead_letters, lambda d: len(d) == 1)
+
+    assert (letter.task_id, letter.task, letter.dead_at) == (None, None, None)
+    assert (letter.reason, letter.queue, letter.body) == ("unknown", None, b"\x00 not a task")
+    assert await broker.requeue_dead() == []
+    assert await broker.purge_dead() == 1
+    assert await broker.dead_letters() == []

@@ -16,8 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,20 +44,33 @@ from aio_pika.abc import (
     ExchangeType,
 )
 
-from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery, header_text
+from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery
 from taskq.brokers.amqp_declare import declare_queue, inspect_queue, scratch_channel
 from taskq.brokers.amqp_errors import amqp_errors
-from taskq.brokers.base import Broker, DeadLetter, Delivery, DeliveryHandler, QueueInfo
+from taskq.brokers.base import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    DeliveryHandler,
+    PrepareRequeue,
+    QueueInfo,
+)
+from taskq.brokers.dead import (
+    check_ids,
+    dead_letter_headers,
+    read_dead_letter,
+    republish,
+    selects,
+)
 from taskq.errors import BrokerConnectionError, ConfigurationError
 from taskq.message import CONTENT_TYPE
-from taskq.topology import QUEUE_HEADER, REASON_HEADER, QueueSpec, Topology
+from taskq.topology import (
+    QueueSpec,
+    Topology,
+)
 from taskq.urls import mask_url
 
 log = structlog.get_logger(__name__)
-
-# Where RabbitMQ itself dead-lettered a message (a quorum queue's delivery limit), the
-# reason is in its own header instead of ours.
-_BROKER_REASON = "x-first-death-reason"
 
 
 @dataclass(eq=False)
@@ -275,11 +296,9 @@ class AmqpBroker(Broker):
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         await self.connect()
-        headers = {
-            **_publishable(delivery.headers),
-            REASON_HEADER: reason,
-            QUEUE_HEADER: delivery.queue,
-        }
+        headers = dead_letter_headers(
+            _publishable(delivery.headers), reason=reason, queue=delivery.queue
+        )
         content_type = delivery.content_type if isinstance(delivery, AmqpDelivery) else None
 
         def message() -> aio_pika.Message:
@@ -340,20 +359,70 @@ class AmqpBroker(Broker):
 
     # -- inspection and cleanup ---------------------------------------------------
 
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        await self.connect()
+    async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:
         letters: list[DeadLetter] = []
+        async with aclosing(self._browse_dead()) as browse:
+            async for _, letter in browse:
+                if len(letters) < limit and selects(letter, task=task, ids=frozenset()):
+                    letters.append(letter)
+        return letters
+
+    async def requeue_dead(
+        self,
+        *,
+        task: str | None = None,
+        ids: Sequence[str] = (),
+        prepare: PrepareRequeue | None = None,
+    ) -> list[DeadLetter]:
+        wanted = check_ids(ids)
+        requeued: list[DeadLetter] = []
+        async with aclosing(self._browse_dead()) as browse:
+            async for message, letter in browse:
+                # Acked only once the publish is confirmed; the others stay held and go
+                # back when the browse ends, as does this one if anything raises.
+                if selects(letter, task=task, ids=wanted) and await republish(
+                    self, letter, prepare
+                ):
+                    async with self._calling():
+                        await message.ack()
+                    requeued.append(letter)
+        return requeued
+
+    async def purge_dead(self) -> int:
+        await self.connect()
         async with self._calling():
             publisher = await self._ready_publisher()
-            # basic.get without ack, then closing the channel: every message goes back.
             async with scratch_channel(publisher.connection) as channel:
                 queue = await channel.get_queue(self.topology.dead_queue, ensure=False)
-                while len(letters) < limit:
-                    got = await queue.get(no_ack=False, fail=False)
-                    if got is None:
-                        break
-                    letters.append(_dead_letter(got))
-        return letters
+                purged = await queue.purge()
+        return purged.message_count or 0
+
+    async def _browse_dead(
+        self,
+    ) -> AsyncGenerator[tuple[AbstractIncomingMessage, DeadLetter], None]:
+        """Every message in the dead-letter queue when the browse starts, oldest first,
+        each taken with basic.get and held unacked on a channel of the browse's own;
+        closing that channel at the end gives back, in order, every one not acked.
+
+        Always the whole queue, even for a short listing: the dead-letter queue is a
+        quorum queue, which puts a message given back at its *back* (RabbitMQ 3.10,
+        measured), so browsing only the first few would move them behind the rest; a
+        whole round leaves the order as it was. Bounded by the count at the start, so
+        a letter dead-lettered again meanwhile (a requeued task failing at once) is
+        not met twice. Each step is time-boxed, not the whole browse."""
+        await self.connect()
+        with amqp_errors(self._url):  # opening and closing the browse's channel
+            async with self._calling():
+                publisher = await self._ready_publisher()
+            async with scratch_channel(publisher.connection) as channel:
+                async with self._calling():
+                    queue = await channel.declare_queue(self.topology.dead_queue, passive=True)
+                for _ in range(queue.declaration_result.message_count or 0):
+                    async with self._calling():
+                        message = await queue.get(no_ack=False, fail=False)
+                    if message is None:
+                        return
+                    yield message, _dead_letter(self.topology, message)
 
     async def queue_info(self, task: str) -> QueueInfo | None:
         await self.connect()
@@ -396,15 +465,12 @@ def _publishable(value: Any) -> Any:
     return value
 
 
-def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
-    headers = dict(message.headers)
-    reason = header_text(headers.get(REASON_HEADER)) or header_text(headers.get(_BROKER_REASON))
-    return DeadLetter(
+def _dead_letter(topology: Topology, message: AbstractIncomingMessage) -> DeadLetter:
+    return read_dead_letter(
+        topology,
         body=message.body,
         routing_key=message.routing_key or "",
-        reason=reason or "unknown",
-        queue=header_text(headers.get(QUEUE_HEADER)),
+        headers=message.headers,
         correlation_id=message.correlation_id,
         message_id=message.message_id,
-        headers=headers,
     )

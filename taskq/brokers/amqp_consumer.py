@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiormq.exceptions
 import structlog
@@ -159,12 +158,3 @@ class AmqpConsumer(Consumer):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-def header_text(value: Any) -> str | None:
-    """A header value as text (AMQP long strings may arrive as bytes)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from taskq.topology import QueueSpec, Topology
@@ -92,7 +93,8 @@ class Consumer(ABC):
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message in the dead-letter queue, as the broker holds it."""
+    """A message in the dead-letter queue, as the broker holds it, with what an
+    operator asks of it read out (``taskq.brokers.dead`` says from where)."""
 
     body: bytes
     routing_key: str
@@ -101,6 +103,17 @@ class DeadLetter:
     correlation_id: str | None = None
     message_id: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    #: The task's id; ``None`` when neither the body nor the properties hold one.
+    task_id: str | None = None
+    #: The task's name, which a requeue routes by; ``None`` when it cannot be told.
+    task: str | None = None
+    #: When it was dead-lettered (UTC), where the message says.
+    dead_at: datetime | None = None
+
+
+#: Called before a dead letter is published again, with its task id and task name;
+#: returns the queue to publish it to. The app resets the task's status here.
+PrepareRequeue = Callable[[str, str], Awaitable[QueueSpec]]
 
 
 @dataclass(frozen=True)
@@ -169,8 +182,36 @@ class Broker(ABC):
         publishing one."""
 
     @abstractmethod
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Up to ``limit`` dead letters, oldest first, left in the queue."""
+    async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters (of ``task`` only, if given), oldest first,
+        left in the queue."""
+
+    @abstractmethod
+    async def requeue_dead(
+        self,
+        *,
+        task: str | None = None,
+        ids: Sequence[str] = (),
+        prepare: PrepareRequeue | None = None,
+    ) -> list[DeadLetter]:
+        """Publish dead letters back to their task queues and remove them from the
+        dead-letter queue; return those requeued. Which: those of ``task`` and, with
+        ``ids``, of those task ids; all when neither is given. A letter with no task id
+        or no task name to route by stays where it is.
+
+        Each goes through :meth:`publish` (confirmed, mandatory, persistent, the task
+        queue declared first) as a fresh message: the body as it was, the task id as
+        ``correlation_id``, no headers (the dead-letter ones dropped). ``prepare`` runs
+        first (default: the task's existing queue, or a new quorum one). A letter
+        leaves the dead-letter queue only once its publish is confirmed; if
+        ``prepare`` or the publish raises, it stays there with every letter not yet
+        requeued, and the error is raised. Requeueing is at least once: a connection
+        lost between the confirm and the removal leaves the letter in both places.
+        """
+
+    @abstractmethod
+    async def purge_dead(self) -> int:
+        """Delete every dead letter; return how many there were."""
 
     @abstractmethod
     async def queue_info(self, task: str) -> QueueInfo | None:

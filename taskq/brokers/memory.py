@@ -32,12 +32,18 @@ from taskq.brokers.base import (
     DeadLetter,
     Delivery,
     DeliveryHandler,
+    PrepareRequeue,
     QueueInfo,
+)
+from taskq.brokers.dead import (
+    check_ids,
+    dead_letter_headers,
+    read_dead_letter,
+    republish,
+    selects,
 )
 from taskq.errors import PublishError, QueueMismatch
 from taskq.topology import (
-    QUEUE_HEADER,
-    REASON_HEADER,
     QueueSpec,
     QueueType,
     Topology,
@@ -219,16 +225,14 @@ class MemoryBroker(Broker):
         return routed
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        headers = {**delivery.headers, REASON_HEADER: reason, QUEUE_HEADER: delivery.queue}
         self._declare_topology().append(
-            DeadLetter(
+            read_dead_letter(
+                self.topology,
                 body=delivery.body,
                 routing_key=delivery.routing_key,
-                reason=reason,
-                queue=delivery.queue,
+                headers=dead_letter_headers(delivery.headers, reason=reason, queue=delivery.queue),
                 correlation_id=delivery.correlation_id,
                 message_id=uuid.uuid4().hex,
-                headers=headers,
             )
         )
 
@@ -312,8 +316,32 @@ class MemoryBroker(Broker):
 
     # -- inspection and cleanup ---------------------------------------------------
 
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return list(self._dead or ())[:limit]
+    async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:
+        chosen = [d for d in self._dead or () if selects(d, task=task, ids=frozenset())]
+        return chosen[:limit]
+
+    async def requeue_dead(
+        self,
+        *,
+        task: str | None = None,
+        ids: Sequence[str] = (),
+        prepare: PrepareRequeue | None = None,
+    ) -> list[DeadLetter]:
+        wanted = check_ids(ids)
+        dead = self._declare_topology()
+        requeued = []
+        for letter in [d for d in dead if selects(d, task=task, ids=wanted)]:
+            if letter in dead and await republish(self, letter, prepare):
+                if letter in dead:  # unless purged while it was being published
+                    dead.remove(letter)
+                requeued.append(letter)
+        return requeued
+
+    async def purge_dead(self) -> int:
+        dead = self._declare_topology()
+        count = len(dead)
+        dead.clear()
+        return count
 
     async def queue_info(self, task: str) -> QueueInfo | None:
         queue = self._queues.get(self.topology.queue_name(task))

@@ -101,6 +101,17 @@ class StatusStore(ABC):
         """Delete the record only while it is ``queued`` with no attempt (a publish
         that failed); return whether it was deleted."""
 
+    @abstractmethod
+    async def reset(self, task_id: str, name: str) -> TaskStatus:
+        """Put the task back to ``queued`` named ``name``, with no attempt, result,
+        error, start or finish, whatever its state (creating the record if there is
+        none; ``created_at`` is kept), atomically; return the record.
+
+        Not a move of :data:`~taskq.status.TRANSITIONS`, which never leaves a final
+        state: an operator's decision to run a task again, taken just before its dead
+        letter is published back. Without it the worker would refuse the rerun of a
+        ``failed`` task ("task already failed") and dead-letter it again."""
+
     async def wait(self, task_id: str, timeout: float) -> TaskStatus | None:
         """Wait until the task is finished or ``timeout`` seconds passed; return the
         last record seen (``None`` if none). This default polls :meth:`get` with a

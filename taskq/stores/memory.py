@@ -121,12 +121,26 @@ class MemoryStore(StatusStore):
                 changes["error"] = error
             if state.finished:
                 changes["finished_at"] = now
-            status = current.model_copy(update=changes)
-            expires_at = None if self.ttl is None else time.monotonic() + self.ttl
-            self._records.pop(task_id, None)
-            self._records[task_id] = _Record(status, expires_at)
-            self._wake(task_id)
-            return status.model_copy(deep=True)
+            return self._keep(current.model_copy(update=changes))
+
+    async def reset(self, task_id: str, name: str) -> TaskStatus:
+        now = utcnow()
+        with self._lock:
+            current = self._read(task_id)
+            created_at = current.created_at if current is not None else None
+            status = TaskStatus(
+                id=task_id, name=name, state=TaskState.QUEUED, created_at=created_at or now
+            )
+            return self._keep(status)
+
+    def _keep(self, status: TaskStatus) -> TaskStatus:
+        """Write ``status`` as the record of its task, last in expiry order, and wake
+        its waiters; returns a copy. Call with the lock held."""
+        expires_at = None if self.ttl is None else time.monotonic() + self.ttl
+        self._records.pop(status.id, None)
+        self._records[status.id] = _Record(status, expires_at)
+        self._wake(status.id)
+        return status.model_copy(deep=True)
 
     def _read(self, task_id: str) -> TaskStatus | None:
         """The live record, a copy; call with the lock held."""

@@ -94,12 +94,27 @@ end
 return 0
 """
 
+# KEYS[1]: the record. ARGV: task name, now (ISO-8601), ttl in ms ('' for none). An
+# operator's reset, not a move: whatever the state, the record becomes a fresh
+# `queued` one (created_at kept). Returns the record (HGETALL).
+_RESET = f"""
+local key = KEYS[1]
+local name, now, ttl = unpack(ARGV)
+local created = redis.call('HGET', key, 'created_at') or now
+redis.call('DEL', key)
+redis.call('HSET', key, 'state', {_lua_string(TaskState.QUEUED)}, 'name', name,
+           'attempts', 0, 'created_at', created)
+if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
+return redis.call('HGETALL', key)
+"""
+
 
 @dataclass(frozen=True)
 class _Connection:
     client: Redis
     write: AsyncScript
     discard: AsyncScript
+    reset: AsyncScript
 
 
 class RedisStore(StatusStore):
@@ -138,8 +153,8 @@ class RedisStore(StatusStore):
         if self._conn is not None:  # a concurrent connect() won the race; keep its client
             await client.aclose()
             return
-        write, discard = client.register_script(_WRITE), client.register_script(_DISCARD)
-        self._conn = _Connection(client, write, discard)
+        write, discard, reset = (client.register_script(s) for s in (_WRITE, _DISCARD, _RESET))
+        self._conn = _Connection(client, write, discard, reset)
         log.debug("store connected", store=self.display_url)
 
     async def close(self) -> None:
@@ -159,6 +174,12 @@ class RedisStore(StatusStore):
         with self._errors():
             return bool(await self._connection.discard(keys=[self._key(task_id)]))
 
+    async def reset(self, task_id: str, name: str) -> TaskStatus:
+        args = [name, utcnow().isoformat(), self._ttl_ms()]
+        with self._errors():
+            reply = await self._connection.reset(keys=[self._key(task_id)], args=args)
+        return self._decode(task_id, dict(zip(reply[::2], reply[1::2], strict=True)))
+
     async def _write(
         self,
         task_id: str,
@@ -173,7 +194,7 @@ class RedisStore(StatusStore):
             state.value,
             name,
             utcnow().isoformat(),
-            "" if self.ttl is None else str(max(1, math.ceil(self.ttl * 1000))),
+            self._ttl_ms(),
             "1" if only_if_absent else "0",
             "" if result is NO_RESULT else to_json(result, what="a task result").decode(),
             "" if error is None else error.model_dump_json(),
@@ -189,6 +210,10 @@ class RedisStore(StatusStore):
         if self._conn is None:
             raise StoreError(f"store {self.display_url} is not connected: call connect() first")
         return self._conn
+
+    def _ttl_ms(self) -> str:
+        """The scripts' ttl argument: milliseconds, or '' for records that never expire."""
+        return "" if self.ttl is None else str(max(1, math.ceil(self.ttl * 1000)))
 
     def _key(self, task_id: str) -> str:
         return f"{self.prefix}:task:{task_id}"
