@@ -18,6 +18,7 @@ from taskq.errors import (
     ConfigurationError,
     InvalidArguments,
     MalformedMessage,
+    MessageTooLarge,
     PublishError,
     QueueMismatch,
     ResultTimeout,
@@ -25,9 +26,11 @@ from taskq.errors import (
     StoreError,
     TaskFailed,
     TaskqError,
+    TaskTimeout,
     UnknownTask,
 )
 from taskq.handle import TaskHandle
+from taskq.retry import Reject, Retry
 from taskq.status import ErrorInfo, TaskState, TaskStatus
 from taskq.task import Task
 from taskq.worker import Worker
@@ -38,6 +41,9 @@ __all__ = [
     # the app and its tasks
     "Task",
     "TaskQueue",
+    # raised inside a task to steer its retries
+    "Reject",
+    "Retry",
     # running tasks
     "Worker",
     # asking how a task went
@@ -51,12 +57,14 @@ __all__ = [
     "ConfigurationError",
     "InvalidArguments",
     "MalformedMessage",
+    "MessageTooLarge",
     "PublishError",
     "QueueMismatch",
     "ResultTimeout",
     "SerializationError",
     "StoreError",
     "TaskFailed",
+    "TaskTimeout",
     "TaskqError",
     "UnknownTask",
     "__version__",

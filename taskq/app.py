@@ -7,17 +7,21 @@ Several apps can live in one process (e.g. ``critical`` and ``scheduler`` on Rab
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 import structlog
 
-from taskq.brokers import Broker, broker_from_url
-from taskq.errors import ConfigurationError, TaskqError, UnknownTask
+from taskq.brokers import Broker, DeadLetter, broker_from_url
+from taskq.errors import ConfigurationError, MessageTooLarge, TaskqError, UnknownTask
 from taskq.handle import TaskHandle
 from taskq.message import TaskMessage, new_task_id
+from taskq.retry import RetryPolicy
+from taskq.status import utcnow
 from taskq.stores import DEFAULT_TTL, StatusStore, store_from_url
 from taskq.task import Task, default_name
 from taskq.topology import (
@@ -27,6 +31,7 @@ from taskq.topology import (
     Topology,
     check_name,
     check_queue_type,
+    delay_units,
 )
 from taskq.urls import MEMORY_URL
 
@@ -34,6 +39,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 log = structlog.get_logger("taskq.app")
+
+
+def delay_of(countdown: float | None, eta: datetime | None) -> float:
+    """Seconds to hold a task back: ``countdown`` or until ``eta`` (0 for a past one)."""
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("give countdown or eta, not both")
+    if eta is not None:
+        if not isinstance(eta, datetime) or eta.tzinfo is None:
+            raise ConfigurationError(
+                f"eta must be a timezone-aware datetime (e.g. datetime.now(UTC) + ...), not {eta!r}"
+            )
+        return max(0.0, (eta - utcnow()).total_seconds())
+    if countdown is None:
+        return 0.0
+    if isinstance(countdown, bool) or not isinstance(countdown, int | float):
+        raise ConfigurationError(f"countdown must be seconds, not {countdown!r}")
+    if not math.isfinite(countdown):
+        raise ConfigurationError(f"countdown must be a finite number of seconds, not {countdown!r}")
+    return max(0.0, float(countdown))
 
 
 class TaskQueue:
@@ -50,6 +74,10 @@ class TaskQueue:
     ``exchange`` (else ``TASKQ_EXCHANGE``, else ``"taskq"``) names every object the app
     declares, so apps on one vhost never share a queue. ``queue_type`` is the default
     for task queues and for tasks sent by name that have no queue yet.
+
+    ``consumer_timeout`` must be the broker's (RabbitMQ's default: 30 minutes): no task
+    may run longer than half of it (see ``Task.time_limit``). ``max_message_size``:
+    a bigger task message raises :class:`MessageTooLarge` at once, before it travels.
     """
 
     def __init__(
@@ -61,11 +89,19 @@ class TaskQueue:
         queue_type: QueueType = "quorum",
         publish_timeout: float = 10.0,
         result_ttl: float | None = DEFAULT_TTL,
+        consumer_timeout: float = 1800.0,
+        max_message_size: int = 1024 * 1024,
     ) -> None:
         self.topology = Topology(exchange or os.environ.get("TASKQ_EXCHANGE") or "taskq")
         self.queue_type = check_queue_type(queue_type)
         if publish_timeout <= 0:
             raise ConfigurationError("publish_timeout must be a positive number of seconds")
+        if not consumer_timeout > 0:
+            raise ConfigurationError("consumer_timeout must be a positive number of seconds")
+        if max_message_size < 1:
+            raise ConfigurationError("max_message_size must be a positive number of bytes")
+        self.consumer_timeout = float(consumer_timeout)
+        self.max_message_size = max_message_size
         self.broker: Broker = (
             broker
             if isinstance(broker, Broker)
@@ -102,7 +138,17 @@ class TaskQueue:
 
     @overload
     def task(
-        self, /, *, name: str | None = None, queue_type: QueueType | None = None
+        self,
+        /,
+        *,
+        name: str | None = None,
+        queue_type: QueueType | None = None,
+        max_retries: int = 3,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 300.0,
+        retry_jitter: bool = True,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+        timeout: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -112,12 +158,31 @@ class TaskQueue:
         *,
         name: str | None = None,
         queue_type: QueueType | None = None,
+        max_retries: int = 3,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 300.0,
+        retry_jitter: bool = True,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
+        timeout: float | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task: ``@app.task`` or ``@app.task(name="emails.send")``.
 
         The name defaults to ``"<module>.<function name>"``; it is the routing key and
         names the queue, so keep it stable once tasks are in flight.
+
+        An attempt that raises one of ``retry_on`` is tried again up to ``max_retries``
+        times, after a backoff doubling from ``retry_backoff`` seconds up to
+        ``retry_backoff_max`` (drawn from 0 to that with ``retry_jitter``); see
+        :mod:`taskq.retry`. ``timeout``: seconds an attempt may run (default and
+        ceiling: half the app's ``consumer_timeout``).
         """
+        policy = RetryPolicy.build(
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
+            retry_jitter=retry_jitter,
+            retry_on=retry_on,
+        )
 
         def decorator(fn: Callable[P, R]) -> Task[P, R]:
             if not callable(fn):
@@ -127,6 +192,8 @@ class TaskQueue:
                 fn,
                 name=name or default_name(fn),
                 queue_type=queue_type or self.queue_type,
+                retry=policy,
+                timeout=timeout,
             )
             if task.name in self.tasks:
                 raise ConfigurationError(
@@ -193,19 +260,25 @@ class TaskQueue:
         kwargs: Mapping[str, Any] | None = None,
         *,
         task_id: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
     ) -> TaskHandle:
         """Send a task by name: the sender needs no import of the task's code.
 
         If the task is registered on this app its arguments are validated here;
         otherwise they only have to be JSON-serializable and the worker validates them.
+        ``task_id``, ``countdown`` and ``eta`` are as in :meth:`Task.send`.
         """
         task = self.tasks.get(name)
         if task is not None:
-            return await self.send_task(task, args, kwargs or {}, task_id=task_id)
+            return await self.send_task(
+                task, args, kwargs or {}, task_id=task_id, countdown=countdown, eta=eta
+            )
         check_name(name, what="task name")
         self.topology.queue_name(name)  # refuses a name too long for its queue
         spec = QueueSpec(task=name, queue_type=self.queue_type, authoritative=False)
-        return await self._publish(spec, list(args), dict(kwargs or {}), task_id)
+        delay = delay_of(countdown, eta)
+        return await self._publish(spec, list(args), dict(kwargs or {}), task_id, delay)
 
     async def send_task(
         self,
@@ -214,12 +287,20 @@ class TaskQueue:
         kwargs: Mapping[str, Any],
         *,
         task_id: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
     ) -> TaskHandle:
+        delay = delay_of(countdown, eta)
         task.validate(args, kwargs)  # bad arguments fail here, at the sender
-        return await self._publish(task.queue, list(args), dict(kwargs), task_id)
+        return await self._publish(task.queue, list(args), dict(kwargs), task_id, delay)
 
     async def _publish(
-        self, spec: QueueSpec, args: list[Any], kwargs: dict[str, Any], task_id: str | None
+        self,
+        spec: QueueSpec,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task_id: str | None,
+        delay: float = 0.0,
     ) -> TaskHandle:
         if task_id and len(task_id.encode()) > SHORT_STRING:
             # It travels as the AMQP correlation_id too: refuse it here, on any broker.
@@ -231,6 +312,9 @@ class TaskQueue:
         # One pass of pydantic's encoder (UUIDs, datetimes, models...); whatever JSON
         # cannot carry raises SerializationError here, before anything is written.
         body = message.encode()
+        if len(body) > self.max_message_size:
+            raise MessageTooLarge(len(body), self.max_message_size, spec.task)
+        delay_units(delay)  # a delay longer than the broker's levels spell: refused now
         await self.connect()
         # `queued` goes in BEFORE the publish: a fast worker's `succeeded` must never be
         # overwritten by a late `queued`. The store refuses a second create of an id,
@@ -241,7 +325,7 @@ class TaskQueue:
             log.debug("task already known, not published again", task_id=message.id, task=name)
             return TaskHandle(self, message.id, name)
         try:
-            await self.broker.publish(spec, body, task_id=message.id)
+            await self.broker.publish(spec, body, task_id=message.id, delay=delay)
         except BaseException as exc:
             # Not confirmed: forget the `queued` record so a re-send of this id publishes
             # again. The broker may still have taken the message; a worker that gets it
@@ -256,3 +340,46 @@ class TaskQueue:
                 log.warning("publish failed", task_id=message.id, task=spec.task, error=str(exc))
             raise
         return TaskHandle(self, message.id, spec.task)
+
+    # -- dead letters ---------------------------------------------------------------
+
+    async def dead_letters(self, task: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Up to ``limit`` messages of the dead-letter queue (of ``task`` only, if
+        given), oldest first, each with its ``task_id``, ``task``, ``reason`` and
+        ``dead_at``. Looking leaves them where they are; it needs the broker only."""
+        if limit < 0:
+            raise ConfigurationError(f"limit must be 0 or more, not {limit!r}")
+        return await self.broker.dead_letters(limit, task=task)
+
+    async def requeue_dead(
+        self, task: str | None = None, ids: Sequence[str] = ()
+    ) -> list[DeadLetter]:
+        """Run dead-lettered tasks again: those of ``task``, or with these task ``ids``,
+        or all of them; returns the dead letters requeued.
+
+        For each, the status is reset first (``queued``, no attempt, no error: a
+        ``failed`` task may run again only this way), then the message is published
+        back to its task's queue; the dead letter goes once that is confirmed. If the
+        store or the publish fails, the error is raised and the letters not yet
+        requeued stay dead (a task whose reset went through but not its publish reads
+        ``queued`` until it is requeued again). A dead letter without a task id or a
+        task name to route by stays, whatever is asked.
+
+        >>> await app.requeue_dead(task="emails.send")
+        >>> await app.requeue_dead(ids=[handle.id])
+        """
+        await self.connect()
+
+        async def prepare(task_id: str, name: str) -> QueueSpec:
+            await self.store.reset(task_id, name)
+            registered = self.tasks.get(name)
+            if registered is not None:
+                return registered.queue
+            return QueueSpec(name, queue_type=self.queue_type, authoritative=False)
+
+        return await self.broker.requeue_dead(task=task, ids=ids, prepare=prepare)
+
+    async def purge_dead(self) -> int:
+        """Delete every dead letter for good; returns how many. Their tasks stay
+        ``failed`` in the status store."""
+        return await self.broker.purge_dead()

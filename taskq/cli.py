@@ -149,8 +149,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         grace=args.grace,
     )
     asyncio.run(worker.run())  # SIGTERM / SIGINT: graceful stop, then return
+    if worker.replace_requested:
+        _replace_process(args.argv)
     _exit_past_stuck_threads()
     return RET_OK
+
+
+def _replace_process(argv: Sequence[str]) -> NoReturn:
+    """A sync task overran its time limit and its thread cannot be stopped: start this
+    worker afresh in the same process (same pid, so a supervisor sees no exit), which
+    ends the stuck thread. Its message was already settled by the retry policy."""
+    structlog.get_logger("taskq.cli").warning("replacing the worker process", pid=os.getpid())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "taskq", *argv])
 
 
 def _exit_past_stuck_threads(linger: float = 1.0) -> None:
@@ -367,7 +379,9 @@ def _error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # to start the same command again (`_replace_process`)
     level = args.log_level or args.default_level
     configure_logging(
         level=level,

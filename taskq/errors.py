@@ -3,6 +3,7 @@
     TaskqError
     ├── ConfigurationError       a bad URL, task name or option; raised where it is written
     ├── SerializationError       arguments or a result that cannot become JSON
+    ├── MessageTooLarge          a task message over the app's ``max_message_size``
     ├── InvalidArguments         arguments that do not fit the task's signature
     ├── UnknownTask              no task of that name is registered here
     ├── BrokerError
@@ -12,6 +13,7 @@
     ├── StoreError               the status store cannot be reached or answered badly
     ├── MalformedMessage         a delivery that cannot run (worker side, dead-lettered)
     ├── TaskFailed               the task ran and failed; ``.status`` says how
+    ├── TaskTimeout              also a :class:`TimeoutError`: an attempt ran past its limit
     └── ResultTimeout            also a :class:`TimeoutError`: no outcome in time
 
 Errors of aio-pika, aiormq and redis never reach users: each driver translates its
@@ -36,6 +38,19 @@ class ConfigurationError(TaskqError):
 
 class SerializationError(TaskqError, TypeError):
     """A value that JSON cannot carry; raised before anything is published."""
+
+
+class MessageTooLarge(TaskqError, ValueError):
+    """A task message bigger than the app's ``max_message_size``; raised before
+    anything is written or published. Pass a reference (a URL, a row id) instead."""
+
+    def __init__(self, size: int, limit: int, task: str) -> None:
+        super().__init__(
+            f"the message of task {task!r} is {size} bytes; the limit is {limit} "
+            "(max_message_size): pass a reference to large data, not the data"
+        )
+        self.size = size
+        self.limit = limit
 
 
 class InvalidArguments(TaskqError, ValueError):
@@ -105,6 +120,16 @@ class TaskFailed(TaskqError):
         what = f"{err.type}: {err.message}" if err else "no error recorded"
         super().__init__(f"task {status.name} [{status.id}] failed: {what}")
         self.status = status
+
+
+class TaskTimeout(TaskqError, TimeoutError):
+    """An attempt ran past its task's ``timeout``: recorded as the attempt's error,
+    retried or failed by the task's retry policy."""
+
+    def __init__(self, task: str, timeout: float) -> None:
+        super().__init__(f"task {task!r} ran past its time limit of {timeout:g}s")
+        self.task = task
+        self.timeout = timeout
 
 
 class ResultTimeout(TaskqError, TimeoutError):

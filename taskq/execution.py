@@ -6,10 +6,15 @@ Steps, each of which can end the run with an :class:`~taskq.settle.Outcome`:
    be read);
 2. check the task is known here and matches the queue it came from;
 3. record ``started`` (attempts + 1). The store refuses that move for a finished task:
-   a redelivered ``succeeded`` task is acked without running again;
+   a redelivered ``succeeded`` task is acked without running again. A start past the
+   task's last allowed attempt means earlier ones died with their worker: a poison
+   message, failed and dead-lettered instead of run again;
 4. validate the arguments against the signature (bad ones fail at once, no retry);
-5. run it: async tasks on the event loop, sync ones in the thread pool;
-6. record ``succeeded`` or ``failed``; only then is the message settled.
+5. run it within its time limit: async tasks on the event loop, sync ones in the
+   thread pool;
+6. record ``succeeded``, or on an error ask the task's retry policy: ``retrying`` and a
+   delayed copy of the message published back to the broker, or ``failed``; only then
+   is the message settled.
 
 If the status store cannot be written, nothing is acked: the message is requeued after
 a pause, because "ack only after the outcome is recorded" is the promise.
@@ -22,17 +27,22 @@ import contextvars
 import functools
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from taskq.errors import (
+    BrokerError,
     InvalidArguments,
     MalformedMessage,
+    SerializationError,
     StoreError,
+    TaskTimeout,
 )
 from taskq.message import TaskMessage, to_jsonable
+from taskq.retry import Reject
 from taskq.settle import Outcome
 from taskq.status import ErrorInfo, TaskState
 
@@ -48,13 +58,30 @@ STORE_RETRY_PAUSE = 1.0
 _log = structlog.get_logger("taskq.worker")
 
 
-class TaskRunner:
-    """Turns deliveries into outcomes for one worker."""
+#: The error recorded for a poison message (see :mod:`taskq.retry`).
+WORKER_LOST = "WorkerLost"
 
-    def __init__(self, app: TaskQueue, threads: ThreadPoolExecutor, *, worker_id: str) -> None:
+
+class TaskRunner:
+    """Turns deliveries into outcomes for one worker.
+
+    ``on_overrun`` is called when a sync task runs past its limit: its thread cannot be
+    stopped, so the worker replaces its thread pool (and, under ``Worker.run``, the
+    process) instead of losing that slot for good.
+    """
+
+    def __init__(
+        self,
+        app: TaskQueue,
+        threads: ThreadPoolExecutor,
+        *,
+        worker_id: str,
+        on_overrun: Callable[[Task[Any, Any]], None] | None = None,
+    ) -> None:
         self.app = app
         self.store = app.store
         self.threads = threads
+        self.on_overrun = on_overrun
         self.log = _log.bind(worker=worker_id)
 
     async def run(self, delivery: Delivery) -> tuple[Outcome, Any]:
@@ -97,6 +124,8 @@ class TaskRunner:
         if status is None:
             return await self._already_finished(message, log), log
         log = log.bind(attempt=status.attempts)
+        if status.attempts > task.retry.max_attempts:
+            return await self._poisoned(message, task, status.attempts, log), log
 
         try:
             args, kwargs = task.validate(message.args, message.kwargs)
@@ -107,13 +136,20 @@ class TaskRunner:
         started = time.perf_counter()
         try:
             value = await self._call(task, args, kwargs)
-            result = to_jsonable(value, what=f"result of task {task.name!r}")
         except Exception as exc:
-            duration = time.perf_counter() - started
+            duration = round(time.perf_counter() - started, 6)
             error = ErrorInfo.from_exception(exc, traceback.format_exc())
-            await self.store.transition(message.id, task.name, TaskState.FAILED, error=error)
-            log.error("task failed", duration=round(duration, 6), exc_info=exc)
-            return Outcome.dead_letter(f"task raised {error.type}: {error.message}"), log
+            delay = task.retry.decide(exc, status.attempts)
+            if delay is not None:
+                return await self._retry(delivery, message, task, error, delay, log), log
+            log.error("task failed", duration=duration, exc_info=exc)
+            return await self._fail(message, task, error, status.attempts, exc, log), log
+        try:
+            result = to_jsonable(value, what=f"result of task {task.name!r}")
+        except SerializationError as exc:  # the same value every time: no retry
+            error = ErrorInfo.from_exception(exc)
+            log.error("task result cannot be stored", error=str(exc))
+            return await self._fail(message, task, error, status.attempts, exc, log), log
 
         duration = time.perf_counter() - started
         recorded = await self.store.transition(
@@ -128,12 +164,89 @@ class TaskRunner:
     async def _call(
         self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        limit = task.time_limit
         if task.is_async:
-            return await task.fn(*args, **kwargs)
+            timer = asyncio.timeout(limit)
+            try:
+                async with timer:
+                    return await task.fn(*args, **kwargs)
+            except TimeoutError:
+                if timer.expired():  # ours, not a TimeoutError of the task's own
+                    raise TaskTimeout(task.name, limit) from None
+                raise
         # Sync tasks run in the pool, with the caller's context (structlog contextvars).
         context = contextvars.copy_context()
         call = functools.partial(context.run, task.fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+        future = asyncio.get_running_loop().run_in_executor(self.threads, call)
+        done, _ = await asyncio.wait({future}, timeout=limit)
+        if not done:
+            # A thread cannot be stopped: leave it, take its outcome off our hands, and
+            # let the worker replace what it occupies.
+            future.add_done_callback(_forget)
+            if self.on_overrun is not None:
+                self.on_overrun(task)
+            raise TaskTimeout(task.name, limit)
+        return future.result()
+
+    async def _retry(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[Any, Any],
+        error: ErrorInfo,
+        delay: float,
+        log: Any,
+    ) -> Outcome:
+        """Record ``retrying``, publish the same message again with ``delay`` (it waits
+        in the broker's delay queues), then ack this one. A crash between the publish
+        and the ack leaves two copies: the store lets only one of them succeed."""
+        recorded = await self.store.transition(
+            message.id, task.name, TaskState.RETRYING, error=error
+        )
+        if recorded is None:  # finished meanwhile by a duplicate delivery
+            return await self._already_finished(message, log)
+        try:
+            await self.app.broker.publish(
+                task.queue, delivery.body, task_id=message.id, delay=delay
+            )
+        except BrokerError as exc:
+            # Requeued instead: it comes back as a new attempt, none is lost.
+            log.error("could not schedule the retry; requeueing", error=str(exc))
+            return Outcome.requeue("retry not scheduled")
+        log.warning(
+            "task failed; retrying",
+            retry_in=round(delay, 3),
+            error=f"{error.type}: {error.message}",
+        )
+        return Outcome.ack()
+
+    async def _fail(
+        self,
+        message: TaskMessage,
+        task: Task[Any, Any],
+        error: ErrorInfo,
+        attempts: int,
+        exc: BaseException,
+        log: Any,
+    ) -> Outcome:
+        await self.store.transition(message.id, task.name, TaskState.FAILED, error=error)
+        if isinstance(exc, Reject):
+            return Outcome.dead_letter(f"rejected: {error.message}")
+        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        return Outcome.dead_letter(f"task raised {error.type}: {error.message} (after {tries})")
+
+    async def _poisoned(
+        self, message: TaskMessage, task: Task[Any, Any], attempts: int, log: Any
+    ) -> Outcome:
+        reason = (
+            f"poison message: start {attempts} of a task allowed "
+            f"{task.retry.max_attempts} attempts; the last one ended without an outcome "
+            "(its worker died or was killed)"
+        )
+        error = ErrorInfo(type=WORKER_LOST, message=reason)
+        await self.store.transition(message.id, task.name, TaskState.FAILED, error=error)
+        log.error("poison message; dead-lettering it instead of running it again")
+        return Outcome.dead_letter(reason)
 
     async def _reject(
         self,
@@ -161,3 +274,9 @@ class TaskRunner:
         what = f"{error.type}: {error.message}" if error else "no error recorded"
         log.warning("task already failed; dead-lettering the redelivery", error=what)
         return Outcome.dead_letter(f"task already failed: {what}")
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's outcome, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import pydantic
 
 from taskq.errors import ConfigurationError, InvalidArguments
+from taskq.retry import RetryPolicy
 from taskq.topology import QueueSpec, QueueType, check_name, check_queue_type
 
 if TYPE_CHECKING:
@@ -22,6 +25,11 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The longest a task may run, as a share of the broker's ``consumer_timeout``: a
+#: message must be acked well before RabbitMQ gives up on its consumer, closes the
+#: channel and redelivers everything on it (a second run, in parallel).
+TIMEOUT_SHARE = 0.5
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -76,12 +84,20 @@ class Task(Generic[P, R]):
         *,
         name: str,
         queue_type: QueueType,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
         self.name = check_name(name, what="task name")
         app.topology.queue_name(self.name)  # refuses a name too long for its queue now
         self.queue = QueueSpec(task=self.name, queue_type=check_queue_type(queue_type))
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        #: Seconds an attempt may run before it is cancelled (async) or abandoned and
+        #: its worker process replaced (sync): ``timeout``, else the most the broker's
+        #: ``consumer_timeout`` allows.
+        self.time_limit = self._check_timeout(timeout, app.consumer_timeout)
         #: Async tasks run on the worker's event loop; sync ones in its thread pool.
         self.is_async = inspect.iscoroutinefunction(fn)
         self._validate = _argument_validator(fn)
@@ -91,6 +107,26 @@ class Task(Generic[P, R]):
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         functools.update_wrapper(self, fn)
+
+    def _check_timeout(self, timeout: float | None, consumer_timeout: float) -> float:
+        ceiling = consumer_timeout * TIMEOUT_SHARE
+        if timeout is None:
+            return ceiling
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise ConfigurationError(
+                f"task {self.name!r}: timeout must be seconds, not {timeout!r}"
+            )
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigurationError(f"task {self.name!r}: timeout must be > 0, not {timeout!r}")
+        if timeout > ceiling:
+            raise ConfigurationError(
+                f"task {self.name!r}: timeout={timeout:g}s is more than the broker allows: "
+                f"RabbitMQ's consumer_timeout is {consumer_timeout:g}s (the app's "
+                f"consumer_timeout) and a task may run at most {TIMEOUT_SHARE:.0%} of it, "
+                f"{ceiling:g}s; raise consumer_timeout on the broker and the app together, "
+                "or split the task"
+            )
+        return float(timeout)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -123,8 +159,16 @@ class Task(Generic[P, R]):
         kwargs: Mapping[str, Any] | None = None,
         *,
         task_id: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
     ) -> TaskHandle:
-        """Like :meth:`delay`, with the arguments spelled out and an optional
-        ``task_id``: an explicit id is an idempotency key (a second send of the same id
-        publishes nothing and returns the first one's handle)."""
-        return await self.app.send_task(self, args, kwargs or {}, task_id=task_id)
+        """Like :meth:`delay`, with the arguments spelled out, and options:
+
+        ``task_id``: an idempotency key (a second send of the same id publishes nothing
+        and returns the first one's handle). ``countdown`` (seconds) or ``eta`` (an
+        aware datetime): run no sooner; the message waits in the broker, the task stays
+        ``queued`` until then.
+        """
+        return await self.app.send_task(
+            self, args, kwargs or {}, task_id=task_id, countdown=countdown, eta=eta
+        )

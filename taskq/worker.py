@@ -8,6 +8,11 @@ loop; sync tasks in a thread pool of ``threads`` threads (default: ``concurrency
 Stopping is graceful: stop consuming, give back what has not started (requeue, never
 reject), let running tasks finish for up to ``grace`` seconds, then cancel the rest.
 A cancelled or crashed task's message was never acked, so the broker redelivers it.
+
+A sync task that runs past its time limit holds its thread for good (Python cannot
+stop a thread): the worker swaps in a fresh thread pool at once, and under :meth:`run`
+stops so that its process is replaced (``replace_requested``; ``taskq worker``
+re-executes itself), which ends the stuck thread.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -34,6 +40,11 @@ log = structlog.get_logger("taskq.worker")
 
 #: Names of the threads that run sync tasks start with this.
 THREAD_NAME_PREFIX = "taskq-task"
+
+#: A delivery is started only if it can finish within this share of the broker's
+#: ``consumer_timeout``, counted from when it reached the worker (it may have waited
+#: in the inbox behind other tasks); otherwise it goes back to its queue unstarted.
+ACK_DEADLINE_SHARE = 0.9
 
 
 class Worker:
@@ -67,7 +78,8 @@ class Worker:
         self.grace = grace
         self.id = f"{os.getpid()}-{id(self):x}"
         self._consumer: Consumer | None = None
-        self._inbox: asyncio.Queue[Delivery | None] = asyncio.Queue()
+        #: Deliveries not started yet, with when they arrived (monotonic seconds).
+        self._inbox: asyncio.Queue[tuple[Delivery, float] | None] = asyncio.Queue()
         self._runners: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._stopping = False
@@ -75,6 +87,10 @@ class Worker:
         self._stop_requested: asyncio.Event | None = None
         self._owns_connection = False
         self._started = False
+        self._runner: TaskRunner | None = None
+        #: Set when a sync task overran its time limit: this process should be
+        #: replaced (``taskq worker`` does so once :meth:`run` returns).
+        self.replace_requested = False
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} concurrency={self.concurrency} tasks={self.patterns}>"
@@ -101,7 +117,8 @@ class Worker:
         try:
             await self.app.connect()
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=THREAD_NAME_PREFIX)
-            runner = TaskRunner(self.app, self._pool, worker_id=self.id)
+            runner = TaskRunner(self.app, self._pool, worker_id=self.id, on_overrun=self._overrun)
+            self._runner = runner
             self._runners = [
                 asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")
                 for i in range(self.concurrency)
@@ -122,15 +139,33 @@ class Worker:
         )
 
     async def _deliver(self, delivery: Delivery) -> None:
-        self._inbox.put_nowait(delivery)
+        self._inbox.put_nowait((delivery, time.monotonic()))
+
+    def _too_late(self, delivery: Delivery, arrived: float) -> bool:
+        """Could this delivery still be acked before the broker's consumer timeout?"""
+        task = self.app.tasks.get(delivery.task)
+        if task is None:
+            return False  # not run: rejected at once
+        waited = time.monotonic() - arrived
+        return waited + task.time_limit > self.app.consumer_timeout * ACK_DEADLINE_SHARE
 
     async def _run_inbox(self, runner: TaskRunner) -> None:
         while True:
-            delivery = await self._inbox.get()
-            if delivery is None:
+            item = await self._inbox.get()
+            if item is None:
                 return
+            delivery, arrived = item
             if self._stopping:  # taken after stop began: it has not started, give it back
                 await settle(self.app.broker, delivery, Outcome.requeue("worker stopping"), log)
+                continue
+            if self._too_late(delivery, arrived):
+                log.warning(
+                    "delivery waited too long to finish before the broker's consumer "
+                    "timeout; requeued unstarted",
+                    queue=delivery.queue,
+                    waited=round(time.monotonic() - arrived, 3),
+                )
+                await settle(self.app.broker, delivery, Outcome.requeue("waited too long"), log)
                 continue
             outcome, task_log = await runner.run(delivery)
             try:
@@ -181,9 +216,30 @@ class Worker:
 
     async def _requeue_waiting(self) -> None:
         while not self._inbox.empty():
-            delivery = self._inbox.get_nowait()
-            if delivery is not None:
-                await settle(self.app.broker, delivery, Outcome.requeue("worker stopping"), log)
+            item = self._inbox.get_nowait()
+            if item is not None:
+                await settle(self.app.broker, item[0], Outcome.requeue("worker stopping"), log)
+
+    def _overrun(self, task: Task[Any, Any]) -> None:
+        """A sync task overran its limit and keeps its thread: give the runners a fresh
+        pool now, and ask for this process to be replaced."""
+        old, self._pool = (
+            self._pool,
+            ThreadPoolExecutor(self.threads, thread_name_prefix=THREAD_NAME_PREFIX),
+        )
+        if self._runner is not None:
+            self._runner.threads = self._pool
+        if old is not None:
+            old.shutdown(wait=False)  # calls queued there still run on its free threads
+        log.error(
+            "sync task overran its time limit and still holds its thread; "
+            "replacing the thread pool, and the worker process under `run`",
+            worker=self.id,
+            task=task.name,
+            timeout=task.time_limit,
+        )
+        self.replace_requested = True
+        self.request_stop()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop (safe from a signal handler)."""

@@ -33,5 +33,11 @@ def block(seconds: float) -> float:
     return seconds
 
 
+@app.task(name="cli.overrun", timeout=0.5, max_retries=0)
+def overrun(seconds: float) -> float:
+    time.sleep(seconds)  # past its time limit: the worker process is replaced
+    return seconds
+
+
 #: Every task name above, for the tests' clean-up.
 TASK_NAMES = list(app.tasks)

@@ -251,3 +251,25 @@ async def test_arguments_that_are_not_a_json_array_are_a_usage_error() -> None:
 
     assert ran.returncode == RET_USAGE
     assert "argument --args: must be a JSON array" in ran.stderr
+
+
+async def test_a_sync_task_past_its_time_limit_makes_the_worker_replace_its_process(
+    env: dict[str, str], start_worker: StartWorker, redis_url: str, exchange: str
+) -> None:
+    worker = await start_worker("--concurrency", "2")
+    stuck = await taskq("send", "cli.overrun", "--args", "[60]", "--wait", "20", env=env)
+    assert stuck.returncode == RET_FAILED, stuck.stderr
+    assert "time limit of 0.5s" in stuck.stderr
+
+    # Same process (exec, not exit): it stops, starts afresh without the stuck thread.
+    deadline = time.monotonic() + 20
+    while worker.events().count("worker started") < 2:
+        assert worker.proc.returncode is None, worker.log.read_text()
+        assert time.monotonic() < deadline, worker.log.read_text()
+        await asyncio.sleep(0.05)
+    assert "replacing the worker process" in worker.events()
+    ran = await taskq("send", "cli.add", "--args", "[2, 3]", "--wait", "20", env=env)
+    assert ran.returncode == RET_OK and ran.lines[-1] == "5"
+
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(worker.proc.wait(), 20) == RET_OK

@@ -8,6 +8,8 @@ def test_the_public_names_are_exactly_these() -> None:
         [
             "Task",
             "TaskQueue",
+            "Reject",
+            "Retry",
             "Worker",
             "ErrorInfo",
             "TaskHandle",
@@ -18,6 +20,7 @@ def test_the_public_names_are_exactly_these() -> None:
             "ConfigurationError",
             "InvalidArguments",
             "MalformedMessage",
+            "MessageTooLarge",
             "PublishError",
             "QueueMismatch",
             "ResultTimeout",
@@ -25,6 +28,7 @@ def test_the_public_names_are_exactly_these() -> None:
             "StoreError",
             "TaskFailed",
             "TaskqError",
+            "TaskTimeout",
             "UnknownTask",
             "__version__",
         ]
