@@ -147,6 +147,11 @@ def _identify(body: bytes, correlation_id: str | None) -> tuple[str | None, str 
         message = TaskMessage.decode(body, correlation_id=correlation_id)
     except MalformedMessage as exc:
         return exc.task_id, exc.task
+    except Exception:
+        # A dead letter may be exactly the message that tripped a bug in decoding:
+        # reading it, and dead-lettering it in the first place, must not trip it again.
+        log.exception("dead letter body unreadable", correlation_id=correlation_id)
+        return correlation_id, None
     return message.id, message.task
 
 
