@@ -25,6 +25,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import REQUIRED, delete_redis_keys, remove_app
+from tests.faults import fault_app
 from tests.faults.harness import FIGURES, Deployment, Fleet
 from tests.faults.proxy import FaultProxy
 from tests.faults.servers import (
@@ -147,7 +148,7 @@ async def deployment(node: RabbitNode, redis_url: str) -> Any:
         node.start_app()
     cleaner = dep.app(node.amqp_url)
     cleaner.store = _store_for(redis_url, dep.exchange)
-    await remove_app(cleaner, ["fault.touch", "fault.args"], redis_url)
+    await remove_app(cleaner, list(fault_app.app.tasks), redis_url)
     if dep.counter_url != redis_url:
         with contextlib.suppress(Exception):
             await delete_redis_keys(dep.counter_url, dep.exchange)

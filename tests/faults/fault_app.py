@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -71,3 +72,34 @@ async def touch(key: str, seconds: float = 0.0) -> int:
 async def typed(count: int, label: str) -> str:
     """A task with a signature, for malformed arguments to miss."""
     return label * count
+
+
+# -- poison messages, retries, time limits (scenarios 5, 7, 8) ----------------------
+
+
+@app.task(name="fault.poison", max_retries=2)
+async def poison(key: str) -> None:
+    """Kills its worker process on every attempt, as a segfault or the OOM killer would."""
+    await counter().hincrby(RUNS_KEY, key, 1)
+    os._exit(1)
+
+
+@app.task(name="fault.flaky", retry_backoff=0.5, retry_jitter=False)
+async def flaky(key: str, failures: int = 2) -> int:
+    """Fails ``failures`` times, then succeeds; each start's time goes in a Redis list."""
+    runs = int(await counter().hincrby(RUNS_KEY, key, 1))
+    await counter().rpush(f"{EXCHANGE}:fault-starts:{key}", repr(time.time()))
+    if runs <= failures:
+        raise ConnectionError(f"attempt {runs} of {key} failed")
+    return runs
+
+
+@app.task(name="fault.slow_async", timeout=0.5, max_retries=1, retry_backoff=0.1)
+async def slow_async(key: str, seconds: float) -> None:
+    await counter().hincrby(RUNS_KEY, key, 1)
+    await asyncio.sleep(seconds)
+
+
+@app.task(name="fault.slow_sync", timeout=0.5, max_retries=0)
+def slow_sync(key: str, seconds: float) -> None:
+    time.sleep(seconds)  # cannot be interrupted: the worker process is replaced
