@@ -99,3 +99,51 @@ async def test_a_sync_task_past_its_limit_gives_its_slot_back_and_asks_for_a_new
     status = await handle.status()
     assert status is not None and status.state is TaskState.FAILED
     assert status.error is not None and status.error.type == "TaskTimeout"
+
+
+async def test_a_delivery_that_could_no_longer_be_acked_in_time_goes_back_unstarted(
+    backend: str, exchange: str, request: pytest.FixtureRequest
+) -> None:
+    """The broker's consumer_timeout runs from delivery, not from start: one that waited
+    in the worker behind a long task is requeued rather than started too late."""
+    from structlog.testing import capture_logs
+
+    from tests.conftest import remove_app
+
+    if backend == "memory":
+        app = TaskQueue(exchange=exchange, consumer_timeout=2.0)
+        redis_url = None
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        amqp = request.getfixturevalue("amqp_url")
+        app = TaskQueue(amqp, redis_url, exchange, consumer_timeout=2.0)
+
+    @app.task(timeout=0.9)
+    async def long_a() -> None:
+        await asyncio.sleep(0.8)
+
+    @app.task(timeout=0.9)
+    async def long_b() -> None:
+        await asyncio.sleep(0.8)
+
+    @app.task(timeout=0.5)
+    async def short() -> str:
+        return "ok"
+
+    try:
+        with capture_logs() as logs:
+            # One runner, a prefetch of 1 per queue: short waits behind both long tasks,
+            # 1.6 s, and then could not finish within 0.9 x 2 s of its delivery.
+            async with Worker(app, concurrency=1):
+                firsts = [await long_a.delay(), await long_b.delay()]
+                await asyncio.sleep(0.1)
+                second = await short.delay()
+                for handle in firsts:
+                    await handle.result(timeout=20)
+                assert await second.result(timeout=20) == "ok"
+        status = await second.status()
+        assert status is not None and status.attempts == 1  # requeued before it started
+        events = [e["event"] for e in logs]
+        assert any("waited too long" in e for e in events), events
+    finally:
+        await remove_app(app, list(app.tasks), redis_url)
