@@ -275,3 +275,21 @@ def test_backoff_doubles_up_to_its_ceiling_with_full_jitter() -> None:
     assert policy.decide(ValueError(), attempts=4) is None  # 3 retries spent
     assert policy.decide(Reject("no"), attempts=1) is None
     assert policy.decide(Retry(delay=7), attempts=1) == 7
+
+
+async def test_retries_and_delays_work_for_a_classic_task_queue_too(app: TaskQueue) -> None:
+    calls = 0
+
+    @app.task(queue_type="classic", retry_backoff=0.2, retry_jitter=False)
+    async def flaky_classic() -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 2:
+            raise ConnectionError("once")
+        return calls
+
+    async with Worker(app):
+        handle = await flaky_classic.send(countdown=0.3)
+        assert await handle.result(timeout=20) == 2
+    status = await handle.status()
+    assert status is not None and status.attempts == 2
