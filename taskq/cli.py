@@ -1,13 +1,17 @@
-"""The ``taskq`` command (also ``python -m taskq``): run a worker, send a task, ask a status.
+"""The ``taskq`` command (also ``python -m taskq``): run a worker, send a task, ask a
+status, operate the dead letters.
 
     taskq worker workers.emails:app --concurrency 16 --tasks 'emails.*'
     taskq send emails.send --args '["0b6e6c1a-8d1e-4b7e-9f2a-8c3b1f1f3c11", "hi"]' --wait 10
     taskq status 6f1c2a0e-4b7d-4f55-9a43-2b1e0c9d8a77 --json
+    taskq dead list --task emails.send --limit 20
+    taskq dead requeue --task emails.send        # or: taskq dead requeue ID ...
+    taskq dead purge
 
 ``APP_PATH`` is ``package.module:attribute`` naming a :class:`~taskq.TaskQueue`; the
 current directory is put first on ``sys.path`` (as uvicorn does), so the app's own
-packages import from where the command runs. Without ``--app``, ``send`` and ``status``
-build ``TaskQueue()`` from ``TASKQ_BROKER_URL``, ``TASKQ_STORE_URL`` and
+packages import from where the command runs. Without ``--app``, ``send``, ``status`` and
+``dead`` build ``TaskQueue()`` from ``TASKQ_BROKER_URL``, ``TASKQ_STORE_URL`` and
 ``TASKQ_EXCHANGE``: sending by name needs no import of the task code.
 
 Exit codes:
@@ -18,7 +22,8 @@ Exit codes:
     3   RET_CONNECT    the broker or the status store cannot be reached
     4   RET_FAILED     ``send --wait``: the task failed
     5   RET_TIMEOUT    ``send --wait``: the task did not finish in time
-    6   RET_NOT_FOUND  ``status``: the store has no record of that id
+    6   RET_NOT_FOUND  ``status``: the store has no record of that id; ``dead requeue``:
+                       an ID given has no dead letter to requeue (the others are requeued)
     64  RET_USAGE      the command line itself is wrong (argparse's own usage errors)
 
 Errors are printed as one line on stderr (``taskq: error: ...``), with any password in
@@ -37,12 +42,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 
 from taskq.app import TaskQueue
+from taskq.brokers import DeadLetter
 from taskq.errors import (
     BrokerConnectionError,
     ConfigurationError,
@@ -63,6 +69,8 @@ RET_TIMEOUT = 5
 RET_NOT_FOUND = 6
 RET_USAGE = 64  # sysexits.h EX_USAGE: kept apart from RET_IMPORT, unlike argparse's 2
 RET_INTERRUPTED = 130  # interrupted before a worker took over the signals
+
+T = TypeVar("T")
 
 
 class AppImportError(TaskqError):
@@ -256,6 +264,73 @@ def describe(status: TaskStatus) -> str:
     return "\n".join(lines)
 
 
+# -- dead letters -------------------------------------------------------------------
+
+
+def cmd_dead_list(args: argparse.Namespace) -> int:
+    app = _app_for(args, need_broker=True, need_store=False)
+    letters = asyncio.run(_closing(app, app.dead_letters(task=args.task, limit=args.limit)))
+    if args.json:
+        print(json.dumps([_dead_json(letter) for letter in letters], indent=2))
+    else:
+        for letter in letters:
+            print(describe_dead(letter))
+    return RET_OK
+
+
+def cmd_dead_requeue(args: argparse.Namespace) -> int:
+    # The store too: each task's status is reset where the workers will read it.
+    app = _app_for(args, need_broker=True, need_store=True)
+    requeued = asyncio.run(_closing(app, app.requeue_dead(task=args.task, ids=args.ids)))
+    print(f"requeued {_dead_letters(len(requeued))}")
+    for letter in requeued:
+        print(f"{letter.task_id}  {letter.task}")
+    missing = sorted(set(args.ids) - {letter.task_id for letter in requeued})
+    if missing:
+        _error(
+            "no dead letter to requeue with task id "
+            f"{', '.join(map(repr, missing))} (none, or none with a task to route it by)"
+        )
+        return RET_NOT_FOUND
+    return RET_OK
+
+
+def cmd_dead_purge(args: argparse.Namespace) -> int:
+    app = _app_for(args, need_broker=True, need_store=False)
+    purged = asyncio.run(_closing(app, app.purge_dead()))
+    print(f"purged {_dead_letters(purged)}")
+    return RET_OK
+
+
+async def _closing(app: TaskQueue, call: Awaitable[T]) -> T:
+    try:
+        return await call
+    finally:
+        await app.close()
+
+
+def describe_dead(letter: DeadLetter) -> str:
+    """A dead letter for people, on one line: task id, task, when (UTC), reason; ``-``
+    where the message does not say."""
+    when = letter.dead_at.isoformat(timespec="seconds") if letter.dead_at else "-"
+    reason = " ".join(letter.reason.split())
+    return f"{letter.task_id or '-'}  {letter.task or '-'}  {when}  {reason}"
+
+
+def _dead_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.task_id,
+        "task": letter.task,
+        "reason": letter.reason,
+        "dead_at": letter.dead_at.isoformat() if letter.dead_at else None,
+        "queue": letter.queue,
+    }
+
+
+def _dead_letters(count: int) -> str:
+    return f"{count} dead letter{'' if count == 1 else 's'}"
+
+
 # -- the command line ---------------------------------------------------------------
 
 
@@ -279,6 +354,16 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
@@ -294,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.lower,
         choices=LOG_LEVELS,
         default=None,
-        help="default: info for worker, warning for send and status",
+        help="default: info for worker, warning for the others",
     )
     group.add_argument(
         "--log-format",
@@ -370,6 +455,35 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("task_id", metavar="TASK_ID")
     status.add_argument("--json", action="store_true", help="print the TaskStatus as JSON")
     status.set_defaults(run=cmd_status, default_level="warning")
+
+    dead = commands.add_parser("dead", help="list, requeue or purge the dead letters")
+    dead_commands = dead.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    dead_list = dead_commands.add_parser(
+        "list",
+        parents=[logging_options, app_option],
+        help="print dead letters, oldest first: id, task, when, reason",
+    )
+    dead_list.add_argument("--task", metavar="NAME", help="only the dead letters of this task")
+    dead_list.add_argument(
+        "--limit", type=_positive_int, default=100, metavar="N", help="at most N (default: 100)"
+    )
+    dead_list.add_argument("--json", action="store_true", help="print them as a JSON array")
+    dead_list.set_defaults(run=cmd_dead_list, default_level="warning")
+    requeue = dead_commands.add_parser(
+        "requeue",
+        parents=[logging_options, app_option],
+        help="send dead letters back to their task queues, their statuses reset to queued",
+    )
+    which = requeue.add_mutually_exclusive_group()
+    which.add_argument("--task", metavar="NAME", help="the dead letters of this task")
+    which.add_argument(  # a default makes it optional, as a mutually exclusive one must be
+        "ids", nargs="*", default=[], metavar="ID", help="the dead letters of these task ids"
+    )
+    requeue.set_defaults(run=cmd_dead_requeue, default_level="warning")
+    purge = dead_commands.add_parser(
+        "purge", parents=[logging_options, app_option], help="delete every dead letter"
+    )
+    purge.set_defaults(run=cmd_dead_purge, default_level="warning")
     return parser
 
 

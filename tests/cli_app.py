@@ -4,6 +4,7 @@ by the TASKQ_* variables of the subprocess."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from taskq import TaskQueue
@@ -37,6 +38,13 @@ def block(seconds: float) -> float:
 def overrun(seconds: float) -> float:
     time.sleep(seconds)  # past its time limit: the worker process is replaced
     return seconds
+
+
+@app.task(name="cli.flaky", max_retries=0)
+def flaky(flag: str) -> str:
+    if not os.path.exists(flag):  # fails until someone fixes it, as dead letters are
+        raise RuntimeError(f"{flag} is missing")
+    return "fixed"
 
 
 #: Every task name above, for the tests' clean-up.
