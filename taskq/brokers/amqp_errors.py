@@ -34,7 +34,13 @@ _MISMATCH = re.compile(r"for (?P<kind>queue|exchange) '(?P<name>[^']*)'")
 _REPLY_PREFIX = "PRECONDITION_FAILED - "
 
 #: Errors that mean the connection or the channel went away under us.
-_LOST = (amqp.AMQPConnectionError, amqp.ChannelInvalidStateError, OSError)
+_GONE = (amqp.AMQPConnectionError, amqp.ChannelInvalidStateError, OSError)
+#: A bare ``RuntimeError`` raised inside aio-pika or aiormq means the same: during a
+#: reconnect aiormq's ``channel()`` raises "<Connection ...> closed" and aio-pika's
+#: "Connection was not opened" (seen in the fault suite, cutting a publisher's
+#: connection); :func:`_driver_lost` tells it from anyone else's RuntimeError.
+_LOST = (*_GONE, RuntimeError)
+_DRIVERS = ("aiormq.", "aio_pika.")
 
 
 @contextmanager
@@ -79,6 +85,8 @@ def amqp_errors(
             ) from exc
         raise BrokerConnectionError(f"RabbitMQ at {where} did not answer in time") from exc
     except _LOST as exc:
+        if not isinstance(exc, _GONE) and not _driver_lost(exc):
+            raise  # ours, or a RecursionError: not a connection matter
         if publishing:
             raise PublishError(
                 f"{_what(task_id)} was not confirmed: connection to {where} lost "
@@ -106,6 +114,19 @@ def _mismatch(exc: amqp.ChannelPreconditionFailed) -> BrokerError:
     if found is None or found["kind"] == "exchange":
         return BrokerError(f"RabbitMQ refused a declaration: {detail}")
     return QueueMismatch(found["name"], detail)
+
+
+def _driver_lost(exc: RuntimeError) -> bool:
+    """A bare ``RuntimeError`` raised by the driver itself (its innermost frame is in
+    aiormq or aio-pika): they raise no other kind for a connection that is closed or
+    not yet re-opened."""
+    if type(exc) is not RuntimeError:
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return isinstance(module, str) and module.startswith(_DRIVERS)
 
 
 def _what(task_id: str | None) -> str:
