@@ -68,6 +68,12 @@ class Figures:
     notes: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic, repr=False)
 
+    def record(self, verdict: Verdict) -> None:
+        """Take ``lost``, ``ran_twice`` and ``recorded_twice`` from the oracle's verdict."""
+        self.lost = len(verdict.lost)
+        self.ran_twice = len(verdict.ran_twice)
+        self.recorded_twice = len(verdict.recorded_twice)
+
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
         return (

@@ -74,9 +74,7 @@ async def test_connections_cut_while_publishing_lose_no_confirmed_task(
                 again = await publish(publisher, list(failed))
                 failed = again.failed
             result = await verdict(deployment, ids, fleet=fleet, timeout=90)
-        figures.lost = len(result.lost)
-        figures.ran_twice = len(result.ran_twice)
-        figures.recorded_twice = len(result.recorded_twice)
+        figures.record(result)
         figures.notes["raised"] = len(raised)
         report(figures)
 
@@ -121,9 +119,7 @@ async def test_worker_connections_cut_mid_run_lose_nothing_and_workers_resume(
             running = asyncio.create_task(run())
             figures.cuts = await cut_every(proxy, 1.5, 6, running)
             published, result = await running
-        figures.lost = len(result.lost)
-        figures.ran_twice = len(result.ran_twice)
-        figures.recorded_twice = len(result.recorded_twice)
+        figures.record(result)
         figures.notes["reconnects"] = proxy.accepted - 6  # 2 connections per worker
         report(figures)
 

@@ -65,9 +65,7 @@ async def test_workers_killed_mid_task_again_and_again_lose_no_task(
             published = await publishing
             result = await verdict(deployment, published.confirmed, fleet=fleet, timeout=120)
         figures.kills = fleet.kills
-        figures.lost = len(result.lost)
-        figures.ran_twice = len(result.ran_twice)
-        figures.recorded_twice = len(result.recorded_twice)
+        figures.record(result)
         figures.notes["publish_failed"] = len(published.failed)
         report(figures)
 
@@ -107,9 +105,7 @@ async def test_a_worker_killed_after_recording_succeeded_but_before_the_ack_is_n
                     worker = fleet.restart(worker)
             result = await verdict(deployment, ids, fleet=fleet, timeout=60)
         figures.kills = deaths
-        figures.lost = len(result.lost)
-        figures.ran_twice = len(result.ran_twice)
-        figures.recorded_twice = len(result.recorded_twice)
+        figures.record(result)
         report(figures)
 
         assert published.confirmed and not published.failed
@@ -172,9 +168,7 @@ async def test_sigterm_lets_running_tasks_finish_and_leaves_waiting_ones_queued(
         # Nothing lost: the next worker runs the rest, each once.
         fleet.start("--concurrency", "8")
         result = await verdict(deployment, ids, fleet=fleet, timeout=30)
-        figures.lost = len(result.lost)
-        figures.ran_twice = len(result.ran_twice)
-        figures.recorded_twice = len(result.recorded_twice)
+        figures.record(result)
         report(figures)
         result.assert_promise()
         assert result.by_state() == {"succeeded": 12} and not result.ran_twice
