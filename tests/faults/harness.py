@@ -279,6 +279,22 @@ async def publish(
     return out
 
 
+async def resend_until_confirmed(
+    app: TaskQueue, failed: Iterable[str], *, pause: float = 1.0
+) -> list[str]:
+    """Re-send each failed id (same id: an idempotent re-send) until it is confirmed;
+    bounded. Returns the ids that never went through."""
+    left = list(failed)
+    for _ in range(10):
+        if not left:
+            break
+        again = await publish(app, left)
+        left = list(again.failed)
+        if left:
+            await asyncio.sleep(pause)
+    return left
+
+
 def task_ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{n:05d}-{uuid.uuid4().hex[:8]}" for n in range(count)]
 
@@ -324,6 +340,16 @@ async def read_states(client: aioredis.Redis, exchange: str, ids: Sequence[str])
         for task_id in ids:
             pipe.hget(record_key(exchange, task_id), "state")
         return list(await pipe.execute())
+
+
+async def finished_count(deployment: Deployment, ids: Sequence[str]) -> int:
+    """How many of ``ids`` have a terminal state in the store now."""
+    client = aioredis.from_url(deployment.store_url)
+    try:
+        states = await read_states(client, deployment.exchange, ids)
+    finally:
+        await client.aclose()
+    return sum(s in (b"succeeded", b"failed") for s in states)
 
 
 class StateWatcher:

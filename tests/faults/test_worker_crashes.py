@@ -10,15 +10,14 @@ import signal
 
 import pytest
 
-from taskq import TaskQueue
 from tests.faults.harness import (
     Deployment,
     Figures,
     Fleet,
     StateWatcher,
+    finished_count,
     publish,
     queue_depths,
-    read_states,
     report,
     task_ids,
     verdict,
@@ -27,17 +26,6 @@ from tests.faults.servers import RabbitNode
 
 TASKS = 5000
 MAX_KILLS = 8
-
-
-async def finished_count(app: TaskQueue, dep: Deployment, ids: list[str]) -> int:
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(dep.store_url)
-    try:
-        states = await read_states(client, dep.exchange, ids)
-    finally:
-        await client.aclose()
-    return sum(s in (b"succeeded", b"failed") for s in states)
 
 
 @pytest.mark.timeout(240)
@@ -57,7 +45,7 @@ async def test_workers_killed_mid_task_again_and_again_lose_no_task(
             # and start its replacement, as a supervisor would.
             while fleet.kills < MAX_KILLS:
                 await asyncio.sleep(rng.uniform(0.7, 1.3))
-                if publishing.done() and await finished_count(app, deployment, ids) > TASKS * 0.9:
+                if publishing.done() and await finished_count(deployment, ids) > TASKS * 0.9:
                     break
                 victim = rng.choice(fleet.alive)
                 fleet.kill(victim)
@@ -97,7 +85,7 @@ async def test_a_worker_killed_after_recording_succeeded_but_before_the_ack_is_n
         async with StateWatcher(deployment.store_url, deployment.exchange, ids) as watcher:
             published = await publish(app, ids, seconds=0.02)
             deaths = 0
-            while deaths < 10 and await finished_count(app, deployment, ids) < len(ids):
+            while deaths < 10 and await finished_count(deployment, ids) < len(ids):
                 await asyncio.sleep(0.2)
                 if not worker.alive:
                     assert worker.proc.returncode == -signal.SIGKILL
