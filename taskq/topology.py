@@ -8,11 +8,23 @@ differ between two declarers, or RabbitMQ answers 406 PRECONDITION_FAILED.
     exchange  <exchange>.dead         fanout, durable
     queue     <exchange>.dead         durable; dead letters keep their routing key and
                                       carry the reason in header ``x-taskq-reason``
+    exchange  <exchange>.delay.<k>    topic, durable; k = 0 .. DELAY_LEVELS - 1
+    queue     <exchange>.delay.<k>    quorum; holds a message 2**k units, then
+                                      dead-letters it to level k - 1 (k = 0: <exchange>)
+
+Delays (kombu's native delayed delivery, NServiceBus's shape): a delay of ``n`` units is
+spelled in bits as the first DELAY_LEVELS words of the routing key,
+``b29.….b0.<task name>``, and published to the level of its highest set bit. Each level
+sends a message whose bit is 1 into its queue, to wait, and one whose bit is 0 straight
+on to the level below; level 0 hands it to ``<exchange>``, where every task queue has a
+second binding, DELAY_LEVELS ``*`` words then its task name. A message waits only
+behind messages of the same level, which all wait as long: no head-of-line blocking.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,14 +53,32 @@ SHORT_STRING = 255
 # Words of letters, digits, '_' and '-', joined by dots: a topic routing key that no
 # binding pattern character ('*', '#') can hide in, and a readable queue name.
 _NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
-_MAX_NAME = 200  # AMQP short strings stop at 255 bytes; leave room for the prefix
+#: Seconds in one unit of delay: a delay is rounded to the nearest unit.
+DELAY_UNIT = 0.1
+#: Delay levels k = 0 .. DELAY_LEVELS - 1; level k holds a message 2**k units.
+DELAY_LEVELS = 30
+#: The longest delay: every level once, (2**30 - 1) units, about 3.4 years.
+MAX_DELAY = ((1 << DELAY_LEVELS) - 1) * DELAY_UNIT
+# Multiplied by, not divided by DELAY_UNIT: 0.15 / 0.1 is 1.4999999999999998 in floats,
+# 0.15 * 10 is 1.5, so halves round up as written.
+_UNITS_PER_SECOND = round(1 / DELAY_UNIT)
+
+# A delayed routing key is DELAY_LEVELS one-character words, then the task name: 60
+# characters in front of it, and a routing key is an AMQP short string (255 bytes).
+_MAX_NAME = 190
+# A longer name could look like a delayed routing key to the DELAY_LEVELS '*' words of
+# a task queue's delay binding; ours have at most this many words, delayed keys more.
+_MAX_WORDS = DELAY_LEVELS
+# Task names whose queue would be a delay level's queue.
+_DELAY_TASKS = frozenset(f"delay.{level}" for level in range(DELAY_LEVELS))
 
 
 def check_name(name: str, *, what: str) -> str:
-    if len(name) > _MAX_NAME or not _NAME.fullmatch(name):
+    if len(name) > _MAX_NAME or not _NAME.fullmatch(name) or name.count(".") >= _MAX_WORDS:
         raise ConfigurationError(
             f"{what} {name!r} is not valid: use words of letters, digits, '_' or '-' "
-            f"joined by dots (e.g. 'emails.send'), at most {_MAX_NAME} characters"
+            f"joined by dots (e.g. 'emails.send'), at most {_MAX_NAME} characters "
+            f"and {_MAX_WORDS} words"
         )
     return name
 
@@ -59,6 +89,44 @@ def check_queue_type(queue_type: str) -> QueueType:
             f"queue_type must be one of {', '.join(QUEUE_TYPES)}, not {queue_type!r}"
         )
     return queue_type
+
+
+def delay_units(delay: float) -> int:
+    """``delay`` seconds in units of :data:`DELAY_UNIT`, rounded to the nearest (half
+    up), and at least 1 for any delay > 0: a delay asked for never vanishes. 0 for
+    ``delay <= 0``, which means "no delay".
+
+        delay_units(1.5) == 15;  delay_units(0.01) == 1;  delay_units(-3) == 0
+
+    Raises :class:`ConfigurationError` above :data:`MAX_DELAY` (and for NaN): what the
+    broker's levels cannot spell is refused before anything is published."""
+    if not delay <= MAX_DELAY:
+        raise ConfigurationError(
+            f"a delay of {delay!r} seconds cannot be held: taskq delays a task by at most "
+            f"{MAX_DELAY:.0f} seconds (about 3.4 years); use a finite, shorter delay"
+        )
+    if delay <= 0:
+        return 0
+    return max(1, math.floor(delay * _UNITS_PER_SECOND + 0.5))
+
+
+def delay_level(units: int) -> int:
+    """The level a delay of ``units`` is published to: its highest set bit (the bits
+    above it are 0, so no higher level would hold it)."""
+    return units.bit_length() - 1
+
+
+def delay_routing_key(units: int, task: str) -> str:
+    """``b29.b28.….b0.<task>``: the delay's bits, highest first, as '0'/'1' words."""
+    return ".".join(format(units, f"0{DELAY_LEVELS}b")) + f".{task}"
+
+
+def delay_pattern(level: int, bit: str) -> str:
+    """The binding key at level ``level`` for delayed keys whose bit ``level`` is
+    ``bit`` ('1': into the level's queue; '0': on to the level below)."""
+    words = ["*"] * DELAY_LEVELS
+    words[DELAY_LEVELS - 1 - level] = bit
+    return ".".join(words) + ".#"
 
 
 @dataclass(frozen=True)
@@ -90,7 +158,19 @@ class Topology:
                 f"{len(name)} characters; AMQP allows {SHORT_STRING}: shorten the task "
                 "or exchange name"
             )
+        if task in _DELAY_TASKS:
+            raise ConfigurationError(
+                f"task name {task!r} is taken: its queue would be delay level "
+                f"{task.removeprefix('delay.')}'s queue; choose another name"
+            )
         return name
+
+    @staticmethod
+    def binding_keys(task: str) -> tuple[str, str]:
+        """A task queue's binding keys on ``<exchange>``: its task name, and that name
+        behind DELAY_LEVELS ``*`` words, for delayed messages back from level 0 (exact
+        word counts: task ``b`` never gets a delayed ``a.b``)."""
+        return task, "*." * DELAY_LEVELS + task
 
     @property
     def dead_exchange(self) -> str:
@@ -116,6 +196,30 @@ class Topology:
     def dead_queue_arguments(self) -> dict[str, Any]:
         # Quorum: replicated like the task queues, so a dead letter is as safe as a task.
         return {"x-queue-type": "quorum"}
+
+    def delay_exchange(self, level: int) -> str:
+        return f"{self.exchange}.delay.{level}"
+
+    def delay_queue(self, level: int) -> str:
+        return f"{self.exchange}.delay.{level}"
+
+    def delay_target(self, level: int) -> str:
+        """Where level ``level`` sends a message on: its '0' binding and its queue's
+        dead letters go to the level below, level 0's to ``<exchange>`` itself."""
+        return self.delay_exchange(level - 1) if level > 0 else self.exchange
+
+    def delay_queue_arguments(self, level: int) -> dict[str, Any]:
+        """Arguments of level ``level``'s queue: every message expires after ``2**level``
+        units and is dead-lettered on with its routing key. Quorum with at-least-once
+        dead-lettering (which needs ``reject-publish``): a classic queue dead-letters
+        at-most-once, and a delayed task could be lost on the hop."""
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": round((1 << level) * DELAY_UNIT * 1000),
+            "x-dead-letter-exchange": self.delay_target(level),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
 
 
 @functools.lru_cache(maxsize=4096)

@@ -25,7 +25,7 @@ from taskq.brokers.base import Delivery, DeliveryHandler
 from taskq.errors import BrokerConnectionError, PublishError
 from taskq.message import TaskMessage
 from taskq.status import utcnow
-from taskq.topology import QueueSpec, Topology
+from taskq.topology import DELAY_LEVELS, QueueSpec, Topology
 from tests.helpers import eventually
 
 TASK = QueueSpec("emails.send")
@@ -102,6 +102,20 @@ class TcpProxy:
         self.drop()
         await asyncio.gather(*self._pipes, return_exceptions=True)
         await self._server.wait_closed()
+
+
+@pytest_asyncio.fixture
+async def proxied(amqp_url: str, exchange: str) -> AsyncIterator[tuple[AmqpBroker, TcpProxy]]:
+    """A broker connected through a :class:`TcpProxy`, reconnecting after 0.2 s."""
+    proxy = TcpProxy(amqp_url)
+    url = await proxy.start(reconnect_interval="0.2")
+    broker = AmqpBroker(url, Topology(exchange), publish_timeout=5.0)
+    try:
+        yield broker, proxy
+    finally:
+        await broker.destroy([TASK.task])
+        await broker.close()
+        await proxy.close()
 
 
 async def _collect(broker: AmqpBroker, count: int, *, prefetch: int = 100) -> list[Delivery]:
@@ -226,35 +240,28 @@ async def test_a_raw_message_with_only_the_four_fields_is_delivered(
 
 
 async def test_a_dropped_connection_is_restored_and_stale_acks_are_ignored(
-    amqp_url: str, exchange: str
+    proxied: tuple[AmqpBroker, TcpProxy],
 ) -> None:
-    proxy = TcpProxy(amqp_url)
-    url = await proxy.start(reconnect_interval="0.2")
-    broker = AmqpBroker(url, Topology(exchange), publish_timeout=5.0)
+    broker, proxy = proxied
     received: asyncio.Queue[Delivery] = asyncio.Queue()
-    try:
-        await broker.publish(TASK, b"{}", task_id="t-1")
-        await broker.consume([TASK], _keep_in(received), prefetch=10)
-        stale = await asyncio.wait_for(received.get(), 5.0)
+    await broker.publish(TASK, b"{}", task_id="t-1")
+    await broker.consume([TASK], _keep_in(received), prefetch=10)
+    stale = await asyncio.wait_for(received.get(), 5.0)
 
-        proxy.drop()
-        await stale.ack()  # its channel is gone: no error, and the broker requeues it
-        await _publish_until_accepted(broker, "t-2")
+    proxy.drop()
+    await stale.ack()  # its channel is gone: no error, and the broker requeues it
+    await _publish_until_accepted(broker, "t-2")
 
-        seen: dict[str, Delivery] = {}
-        while set(seen) != {"t-1", "t-2"}:  # t-2 may come twice: re-sent after a lost confirm
-            delivery = await asyncio.wait_for(received.get(), 10.0)
-            seen[delivery.correlation_id or ""] = delivery
-            await delivery.ack()
-        assert seen["t-1"].redelivered is True
+    seen: dict[str, Delivery] = {}
+    while set(seen) != {"t-1", "t-2"}:  # t-2 may come twice: re-sent after a lost confirm
+        delivery = await asyncio.wait_for(received.get(), 10.0)
+        seen[delivery.correlation_id or ""] = delivery
+        await delivery.ack()
+    assert seen["t-1"].redelivered is True
 
-        with capture_logs() as logs:  # declarations were forgotten on reconnect
-            await broker.publish(TASK, b"{}", task_id="t-3")
-        assert [e for e in logs if e["event"] == "queue declared"]
-    finally:
-        await broker.destroy([TASK.task])
-        await broker.close()
-        await proxy.close()
+    with capture_logs() as logs:  # declarations were forgotten on reconnect
+        await broker.publish(TASK, b"{}", task_id="t-3")
+    assert [e for e in logs if e["event"] == "queue declared"]
 
 
 def _keep_in(received: asyncio.Queue[Delivery]) -> DeliveryHandler:
@@ -264,12 +271,12 @@ def _keep_in(received: asyncio.Queue[Delivery]) -> DeliveryHandler:
     return keep
 
 
-async def _publish_until_accepted(broker: AmqpBroker, task_id: str) -> None:
+async def _publish_until_accepted(broker: AmqpBroker, task_id: str, *, delay: float = 0) -> None:
     """Re-send with the same task id until confirmed, as PublishError's docstring allows:
     a publish racing the drop may fail before the reconnect."""
     for _ in range(50):
         try:
-            await broker.publish(TASK, b"{}", task_id=task_id)
+            await broker.publish(TASK, b"{}", task_id=task_id, delay=delay)
             return
         except PublishError:
             await asyncio.sleep(0.1)
@@ -312,3 +319,91 @@ async def test_a_raw_message_in_the_dead_letter_queue_is_listed_left_by_requeue_
     assert await broker.requeue_dead() == []
     assert await broker.purge_dead() == 1
     assert await broker.dead_letters() == []
+
+
+# -- delay levels -----------------------------------------------------------------------
+
+
+async def _declares(
+    connection: aio_pika.abc.AbstractConnection, queue: str, **arguments: object
+) -> bool:
+    """Whether declaring ``queue`` with ``arguments`` passes: RabbitMQ refuses (406) any
+    that differs from the existing queue's, so a pass proves them equal."""
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(queue, durable=True, arguments=arguments)
+    except aio_pika.exceptions.ChannelPreconditionFailed:
+        return False
+    await channel.close()
+    return True
+
+
+async def _exists(
+    connection: aio_pika.abc.AbstractConnection, *, queue: str = "", exchange: str = ""
+) -> bool:
+    channel = await connection.channel()
+    try:
+        if queue:
+            await channel.declare_queue(queue, passive=True)
+        else:
+            await channel.declare_exchange(exchange, passive=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    await channel.close()
+    return True
+
+
+async def test_delay_levels_are_declared_up_to_the_highest_bit_as_quorum_queues_and_destroyed(
+    broker: AmqpBroker, amqp_url: str
+) -> None:
+    t = broker.topology
+    await broker.publish(TASK, b"{}", task_id="t-1", delay=0.5)  # 5 units = 0b101
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        for level in range(3):  # levels 0, 1 and 2: the bits it may pass through
+            arguments = t.delay_queue_arguments(level)
+            assert arguments["x-queue-type"] == "quorum"
+            assert await _declares(connection, t.delay_queue(level), **arguments)
+            too_short = {**arguments, "x-message-ttl": arguments["x-message-ttl"] - 1}
+            assert not await _declares(connection, t.delay_queue(level), **too_short)
+            assert await _exists(connection, exchange=t.delay_exchange(level))
+        assert not await _exists(connection, queue=t.delay_queue(3))  # not needed yet
+        (delivery,) = await _collect(broker, 1)
+        assert delivery.correlation_id == "t-1"
+
+        await broker.publish(TASK, b"{}", task_id="t-2", delay=3600)  # waits in level 15
+        await broker.destroy([TASK.task])
+
+        for level in range(DELAY_LEVELS):
+            assert not await _exists(connection, queue=t.delay_queue(level))
+            assert not await _exists(connection, exchange=t.delay_exchange(level))
+    finally:
+        await connection.close()
+
+
+async def test_a_delay_level_deleted_behind_the_publishers_back_is_declared_again(
+    broker: AmqpBroker, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    await broker.publish(TASK, b"{}", task_id="t-1", delay=0.1)  # declares level 0, once
+    (first,) = await _collect(broker, 1)
+    await channel.queue_delete(broker.topology.delay_queue(0))
+
+    await broker.publish(TASK, b"{}", task_id="t-2", delay=0.1)  # returned, declared, retried
+
+    (second,) = await _collect(broker, 1)
+    assert (first.correlation_id, second.correlation_id) == ("t-1", "t-2")
+
+
+async def test_delayed_publishes_go_on_after_a_dropped_connection(
+    proxied: tuple[AmqpBroker, TcpProxy],
+) -> None:
+    broker, proxy = proxied
+    await broker.publish(TASK, b"{}", task_id="t-1", delay=0.3)
+    proxy.drop()
+    await _publish_until_accepted(broker, "t-2", delay=0.3)
+
+    # t-1 waited in the broker through the drop; t-2 may come twice (a lost confirm).
+    delivered = {d.correlation_id for d in await _collect(broker, 2)}
+    while delivered != {"t-1", "t-2"}:
+        delivered |= {d.correlation_id for d in await _collect(broker, 1)}

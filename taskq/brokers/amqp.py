@@ -46,6 +46,7 @@ from aio_pika.abc import (
 
 from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery
 from taskq.brokers.amqp_declare import declare_queue, inspect_queue, scratch_channel
+from taskq.brokers.amqp_delay import DelayLevels, delete_levels
 from taskq.brokers.amqp_errors import amqp_errors
 from taskq.brokers.base import (
     Broker,
@@ -67,6 +68,9 @@ from taskq.message import CONTENT_TYPE
 from taskq.topology import (
     QueueSpec,
     Topology,
+    delay_level,
+    delay_routing_key,
+    delay_units,
 )
 from taskq.urls import mask_url
 
@@ -81,6 +85,8 @@ class _Publisher:
     channel: AbstractRobustChannel
     exchange: AbstractRobustExchange
     dead_exchange: AbstractRobustExchange
+    #: The delay levels, declared on demand by delayed publishes.
+    delays: DelayLevels
     #: Specs declared and bound on this connection since it last (re)connected (the
     #: spec, not the name: another queue type for the same task must reach the broker).
     declared: set[QueueSpec] = field(default_factory=set)
@@ -91,6 +97,7 @@ class _Publisher:
 
     def forget(self, _: AbstractRobustConnection | None = None) -> None:
         self.declared.clear()
+        self.delays.forget()
 
 
 class AmqpBroker(Broker):
@@ -142,7 +149,7 @@ class AmqpBroker(Broker):
                 dead_exchange = await channel.declare_exchange(
                     t.dead_exchange, ExchangeType.FANOUT, durable=True
                 )
-                publisher = _Publisher(connection, channel, exchange, dead_exchange)
+                publisher = _Publisher(connection, channel, exchange, dead_exchange, DelayLevels(t))
                 await self._declare_dead_queue(publisher)
         except BaseException:
             await connection.close()
@@ -201,7 +208,7 @@ class AmqpBroker(Broker):
                 queue = await self._declare_task_queue(
                     connection, publisher.channel, spec, known=publisher.queues.get(name)
                 )
-                await queue.bind(publisher.exchange, spec.task)
+                await _bind_task_queue(queue, publisher.exchange, spec.task)
                 publisher.queues[name] = queue
             else:
                 # Not ours to replay after a reconnect: the queue may be gone by then,
@@ -209,7 +216,7 @@ class AmqpBroker(Broker):
                 # and bound on a scratch channel; `forget` re-checks it after a reconnect.
                 async with scratch_channel(connection) as scratch:
                     queue = await self._declare_task_queue(connection, scratch, spec)
-                    await queue.bind(self.topology.exchange, spec.task)
+                    await _bind_task_queue(queue, self.topology.exchange, spec.task)
             publisher.declared.add(spec)
             log.debug("queue declared", queue=name, queue_type=spec.queue_type)
 
@@ -246,7 +253,10 @@ class AmqpBroker(Broker):
         await publisher.channel.ready()  # waits out a reconnect, within the time box
         return publisher
 
-    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+    async def publish(
+        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+    ) -> None:
+        units = delay_units(delay)  # a delay too long is refused before anything is sent
         await self.connect()
 
         def message() -> aio_pika.Message:
@@ -267,8 +277,38 @@ class AmqpBroker(Broker):
                 publisher.declared.discard(queue)
                 await self._ensure_queue(publisher, queue)
 
+            # Before a delayed publish too: its message comes back to the task exchange,
+            # and needs the queue's delay binding there.
             await self._ensure_queue(publisher, queue)
-            await self._publish_mandatory(publisher.exchange, queue.task, message, redeclare)
+            if units:
+                await self._publish_delayed(publisher, queue.task, units, message)
+            else:
+                await self._publish_mandatory(publisher.exchange, queue.task, message, redeclare)
+
+    async def _publish_delayed(
+        self,
+        publisher: _Publisher,
+        task: str,
+        units: int,
+        message: Callable[[], aio_pika.Message],
+    ) -> None:
+        """Into the level of the delay's highest bit; RabbitMQ hands it down the levels
+        and back to the task exchange (``taskq.topology``). Confirmed once it is in that
+        level's queue; a return means the level went away behind our back."""
+        top = delay_level(units)
+        levels = publisher.delays
+        await levels.ensure(publisher.connection, top)
+
+        async def redeclare() -> None:
+            levels.forget()
+            await levels.ensure(publisher.connection, top)
+
+        # Through the publisher's channel, whose confirms and returns we wait for; the
+        # level's own channel only declares.
+        exchange = await publisher.channel.get_exchange(
+            self.topology.delay_exchange(top), ensure=False
+        )
+        await self._publish_mandatory(exchange, delay_routing_key(units, task), message, redeclare)
 
     async def _publish_mandatory(
         self,
@@ -339,7 +379,7 @@ class AmqpBroker(Broker):
                 )
                 for spec in queues:
                     queue = await self._declare_task_queue(connection, channel, spec)
-                    await queue.bind(exchange, spec.task)
+                    await _bind_task_queue(queue, exchange, spec.task)
                     on_message = consumer.callback(
                         task=spec.task,
                         queue=queue.name,
@@ -447,9 +487,18 @@ class AmqpBroker(Broker):
                 await channel.queue_delete(t.dead_queue)
                 await channel.exchange_delete(t.exchange)
                 await channel.exchange_delete(t.dead_exchange)
+                await delete_levels(channel, t)
         finally:
             await connection.close()
         log.info("topology destroyed", exchange=t.exchange)
+
+
+async def _bind_task_queue(
+    queue: AbstractQueue, exchange: AbstractExchange | str, task: str
+) -> None:
+    """Both bindings of a task queue: its task name, and the delayed form of it."""
+    for key in Topology.binding_keys(task):
+        await queue.bind(exchange, key)
 
 
 def _publishable(value: Any) -> Any:

@@ -148,9 +148,19 @@ class Broker(ABC):
         connections. Idempotent."""
 
     @abstractmethod
-    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+    async def publish(
+        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+    ) -> None:
         """Publish a task message with routing key ``queue.task`` and return once the
         broker confirmed it.
+
+        ``delay`` > 0 seconds (rounded to :data:`~taskq.topology.DELAY_UNIT`): the
+        message waits that long *in the broker* (nothing is held in this process, so
+        it survives this client), then reaches the task's queue like any other; the
+        confirm means it is in the first delay queue. Delays never hold one another
+        up. ``delay <= 0``: delivered at once. Above
+        :data:`~taskq.topology.MAX_DELAY` raises
+        :class:`~taskq.errors.ConfigurationError`, before anything is published.
 
         The message is persistent, ``application/json``, ``correlation_id=task_id``
         and carries a fresh ``message_id``. The task's queue and binding are declared

@@ -9,7 +9,9 @@ requeues, redelivery, dead letters) runs against it, in one event loop, with no 
 Where RabbitMQ 3.10's queue types differ, this follows the type (measured, see
 ``tests/contract/test_broker_contract.py``): a quorum queue counts deliveries
 (``delivery_count`` 0, 1, ...) and puts a requeued message at its back; a classic queue
-counts nothing (``None``) and puts it back at its head.
+counts nothing (``None``) and puts it back at its head. A delayed message waits on a
+timer of its own, as it would in RabbitMQ's delay levels, then is routed with the same
+bit-prefixed routing key.
 
     broker = MemoryBroker(Topology("shop"))
     await broker.publish(QueueSpec("emails.send"), body, task_id=task_id)
@@ -44,14 +46,22 @@ from taskq.brokers.dead import (
 )
 from taskq.errors import PublishError, QueueMismatch
 from taskq.topology import (
+    DELAY_UNIT,
     QueueSpec,
     QueueType,
     Topology,
+    delay_routing_key,
+    delay_units,
     topic_matches,
 )
 from taskq.urls import MEMORY_URL
 
 log = structlog.get_logger(__name__)
+
+#: Seconds before a delayed message that no queue took when it came due is tried
+#: again: RabbitMQ keeps such a message in its delay queue and retries after its dead
+#: letter worker's confirm timeout (``dead_letter_worker_publisher_confirm_timeout``).
+_UNROUTED_RETRY = 180.0
 
 
 @dataclass(eq=False)
@@ -170,6 +180,9 @@ class MemoryBroker(Broker):
         self._consumers: set[MemoryConsumer] = set()
         #: Queues "declared on this connection", as AmqpBroker remembers them.
         self._declared: set[QueueSpec] = set()
+        #: The timers of delayed messages: the delay queues' contents, which outlive
+        #: :meth:`close` like the queues do.
+        self._delayed: set[asyncio.TimerHandle] = set()
 
     async def connect(self) -> None:
         self._declare_topology()
@@ -195,16 +208,23 @@ class MemoryBroker(Broker):
             queue = self._queues[name] = _Queue(name, spec.queue_type, arguments)
         elif spec.authoritative and queue.arguments != arguments:
             raise QueueMismatch(name, _inequivalence(name, received=arguments, current=queue))
-        queue.binding_keys.add(spec.task)
+        queue.binding_keys.update(self.topology.binding_keys(spec.task))
         return queue
 
     # -- publishing ---------------------------------------------------------------
 
-    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+    async def publish(
+        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+    ) -> None:
+        units = delay_units(delay)  # a delay too long is refused before anything is sent
         await self.connect()
         if queue not in self._declared:
             self._declare(queue)
             self._declared.add(queue)
+        if units:
+            routing_key = delay_routing_key(units, queue.task)  # as RabbitMQ delivers it
+            self._hold(_Message(body, routing_key, {}, task_id, uuid.uuid4().hex), units)
+            return
         message = _Message(body, queue.task, {}, task_id, uuid.uuid4().hex)
         if not self._route(message):
             # Unroutable: its queue went away behind our back. Declare it again, retry once.
@@ -213,6 +233,24 @@ class MemoryBroker(Broker):
                 raise PublishError(
                     f"publish of task {task_id} was returned unroutable", task_id=task_id
                 )
+
+    def _hold(self, message: _Message, units: float) -> None:
+        """The delay levels: route ``message`` once ``units`` of delay have passed, each
+        message on a timer of its own, so none waits behind another."""
+
+        def due() -> None:
+            self._delayed.discard(handle)
+            if not self._route(message):
+                log.warning(
+                    "delayed message came due with no queue bound to take it; "
+                    "kept and tried again later",
+                    routing_key=message.routing_key,
+                    correlation_id=message.correlation_id,
+                )
+                self._hold(message, _UNROUTED_RETRY / DELAY_UNIT)
+
+        handle = asyncio.get_running_loop().call_later(units * DELAY_UNIT, due)
+        self._delayed.add(handle)
 
     def _route(self, message: _Message) -> bool:
         """The topic exchange: a copy of ``message`` into every queue bound to its key."""
@@ -358,6 +396,9 @@ class MemoryBroker(Broker):
         for queue in self._queues.values():
             queue.binding_keys.clear()  # their exchange is gone, and its bindings with it
         self._declared.clear()
+        for handle in self._delayed:  # and the delay queues with their messages
+            handle.cancel()
+        self._delayed.clear()
 
 
 def _inequivalence(name: str, *, received: dict[str, Any], current: _Queue) -> str:
