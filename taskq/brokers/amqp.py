@@ -63,7 +63,7 @@ from taskq.brokers.dead import (
     republish,
     selects,
 )
-from taskq.errors import BrokerConnectionError, ConfigurationError
+from taskq.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from taskq.message import CONTENT_TYPE
 from taskq.topology import (
     QueueSpec,
@@ -416,16 +416,21 @@ class AmqpBroker(Broker):
     ) -> list[DeadLetter]:
         wanted = check_ids(ids)
         requeued: list[DeadLetter] = []
+        done: set[str | None] = set()  # task ids requeued by this call
         async with aclosing(self._browse_dead()) as browse:
             async for message, letter in browse:
                 # Acked only once the publish is confirmed; the others stay held and go
-                # back when the browse ends, as does this one if anything raises.
-                if selects(letter, task=task, ids=wanted) and await republish(
-                    self, letter, prepare
+                # back when the browse ends, as does this one if anything raises. A task
+                # already requeued by this call that died again meanwhile stays dead.
+                if (
+                    selects(letter, task=task, ids=wanted)
+                    and letter.task_id not in done
+                    and await republish(self, letter, prepare)
                 ):
                     async with self._calling():
                         await message.ack()
                     requeued.append(letter)
+                    done.add(letter.task_id)
         return requeued
 
     async def purge_dead(self) -> int:
@@ -440,16 +445,19 @@ class AmqpBroker(Broker):
     async def _browse_dead(
         self,
     ) -> AsyncGenerator[tuple[AbstractIncomingMessage, DeadLetter], None]:
-        """Every message in the dead-letter queue when the browse starts, oldest first,
-        each taken with basic.get and held unacked on a channel of the browse's own;
-        closing that channel at the end gives back, in order, every one not acked.
+        """Every message in the dead-letter queue, oldest first, each taken with
+        basic.get and held unacked on a channel of the browse's own; at the end, one
+        ``basic.nack(multiple, requeue)`` gives back, in order, every one not acked.
 
         Always the whole queue, even for a short listing: the dead-letter queue is a
         quorum queue, which puts a message given back at its *back* (RabbitMQ 3.10,
         measured), so browsing only the first few would move them behind the rest; a
-        whole round leaves the order as it was. Bounded by the count at the start, so
-        a letter dead-lettered again meanwhile (a requeued task failing at once) is
-        not met twice. Each step is time-boxed, not the whole browse."""
+        whole round leaves the order as it was. Until basic.get finds none: the count
+        a passive declare gives lags, and missed the messages a browse just before had
+        given back (measured), so it only caps a browse, at twice itself and 1,000
+        more, for a stream of new dead letters not to keep it going. The explicit nack,
+        rather than closing the channel alone, has them back in the queue before a
+        later browse's first basic.get. Each step is time-boxed, not the whole browse."""
         await self.connect()
         with amqp_errors(self._url):  # opening and closing the browse's channel
             async with self._calling():
@@ -457,12 +465,27 @@ class AmqpBroker(Broker):
             async with scratch_channel(publisher.connection) as channel:
                 async with self._calling():
                     queue = await channel.declare_queue(self.topology.dead_queue, passive=True)
-                for _ in range(queue.declaration_result.message_count or 0):
-                    async with self._calling():
-                        message = await queue.get(no_ack=False, fail=False)
-                    if message is None:
-                        return
-                    yield message, _dead_letter(self.topology, message)
+                cap = 2 * (queue.declaration_result.message_count or 0) + 1000
+                latest: AbstractIncomingMessage | None = None  # the last one taken
+                unacked: AbstractIncomingMessage | None = None  # the last before it left
+                try:
+                    for _ in range(cap):
+                        async with self._calling():
+                            message = await queue.get(no_ack=False, fail=False)
+                        if message is None:
+                            return
+                        if latest is not None and not latest.processed:
+                            unacked = latest
+                        latest = message
+                        yield message, _dead_letter(self.topology, message)
+                finally:
+                    last = latest if latest is not None and not latest.processed else unacked
+                    if last is not None:
+                        try:
+                            async with self._calling():
+                                await last.nack(multiple=True, requeue=True)
+                        except BrokerError as exc:  # its channel is gone: they are back
+                            log.info("dead letters not given back by nack", error=str(exc))
 
     async def queue_info(self, task: str) -> QueueInfo | None:
         await self.connect()
