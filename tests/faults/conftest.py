@@ -16,7 +16,10 @@ The suite runs in the default ``pytest`` run (CI requires it: no skip under
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,36 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("fault-injection figures")
         for figures in FIGURES:
             terminalreporter.write_line(figures.line())
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _dump_tasks_before_timeout(request: pytest.FixtureRequest) -> Any:
+    """pytest-timeout shows thread stacks only, where a hung scenario is just an event
+    loop waiting; 5 s before the limit, print every asyncio task's stack instead."""
+    marker = request.node.get_closest_marker("timeout")
+    limit = (
+        float(marker.args[0])
+        if marker and marker.args
+        else float(request.config.getini("timeout") or 0)
+    )
+    if limit <= 10:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        print(f"--- asyncio tasks {limit - 5:.0f}s into the test ---", file=sys.stderr)
+        for task in asyncio.all_tasks(loop):
+            print(repr(task), file=sys.stderr)
+            task.print_stack(limit=12, file=sys.stderr)
+
+    timer = threading.Timer(limit - 5, lambda: loop.call_soon_threadsafe(dump))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 # -- private servers -----------------------------------------------------------------------

@@ -216,6 +216,17 @@ class Fleet:
         self._files.close()
 
 
+async def stop_cleanly(fleet: Fleet, node: RabbitNode, *, dead_letters: int = 0) -> None:
+    """The end of every scenario: SIGTERM to the live workers, each exits 0, and no
+    message is left in the deployment's queues but ``dead_letters`` expected ones."""
+    codes = await fleet.terminate()
+    assert codes == [0] * len(codes), f"worker exit codes {codes}"
+    depths = await queue_depths(node, fleet.deployment.exchange)
+    dead = f"{fleet.deployment.exchange}.dead"
+    expected = {dead: dead_letters} if dead_letters else {}
+    assert {q: n for q, n in depths.items() if n} == expected, depths
+
+
 def events(log: Path) -> list[dict[str, Any]]:
     """The JSON log lines of a worker (anything else, e.g. a crash's traceback, skipped)."""
     found = []

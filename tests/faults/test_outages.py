@@ -18,9 +18,9 @@ from tests.faults.harness import (
     StateWatcher,
     finished_count,
     publish,
-    queue_depths,
     report,
     resend_until_confirmed,
+    stop_cleanly,
     task_ids,
     verdict,
 )
@@ -89,8 +89,7 @@ async def test_the_broker_restarted_and_killed_keeps_every_confirmed_task(
             assert status is not None and status.started_at is not None
         assert time.monotonic() - sent_delayed >= 5
         assert all(w.alive for w in workers), "a worker died instead of reconnecting"
-        assert await fleet.terminate() == [0, 0]
-        assert set((await queue_depths(node, deployment.exchange)).values()) <= {0}
+        await stop_cleanly(fleet, node)
     finally:
         await app.close()
 
@@ -132,8 +131,7 @@ async def test_the_status_store_going_away_mid_run_acks_nothing_without_its_outc
         assert result.by_state() == {"succeeded": count}
         assert requeued > 0, "the outage hit no task"
         assert all(w.alive for w in workers)
-        assert await fleet.terminate() == [0, 0]
-        assert set((await queue_depths(node, deployment.exchange)).values()) <= {0}
+        await stop_cleanly(fleet, node)
     finally:
         await app.close()
 
@@ -191,7 +189,6 @@ async def test_a_memory_alarm_fails_publishes_at_their_timeout_while_consumers_d
         assert done_in_alarm > done_at_alarm, "consumers stopped draining during the alarm"
         result.assert_promise()
         assert result.by_state() == {"succeeded": count + 1}
-        assert await fleet.terminate() == [0]
-        assert set((await queue_depths(node, deployment.exchange)).values()) <= {0}
+        await stop_cleanly(fleet, node)
     finally:
         await app.close()
