@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 
 from taskq.brokers.amqp import AmqpBroker
 from taskq.brokers.base import Delivery, DeliveryHandler
-from taskq.errors import BrokerConnectionError, PublishError
+from taskq.errors import BrokerConnectionError, PublishError, QueueMismatch
 from taskq.message import TaskMessage
 from taskq.status import utcnow
 from taskq.topology import DELAY_LEVELS, QueueSpec, Topology
@@ -380,6 +380,20 @@ async def test_delay_levels_are_declared_up_to_the_highest_bit_as_quorum_queues_
             assert not await _exists(connection, exchange=t.delay_exchange(level))
     finally:
         await connection.close()
+
+
+async def test_a_delay_queue_declared_with_other_arguments_raises_queue_mismatch(
+    broker: AmqpBroker, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    level_2 = broker.topology.delay_queue(2)
+    await channel.declare_queue(level_2, durable=True, arguments={"x-message-ttl": 1000})
+
+    with pytest.raises(QueueMismatch) as raised:
+        await broker.publish(TASK, b"{}", task_id="t-1", delay=0.4)  # 4 units: level 2
+    assert raised.value.queue == level_2
+    await broker.publish(TASK, b"{}", task_id="t-2", delay=0.3)  # levels 0 and 1 are fine
+    (delivery,) = await _collect(broker, 1)
+    assert delivery.correlation_id == "t-2"
 
 
 async def test_a_delay_level_deleted_behind_the_publishers_back_is_declared_again(

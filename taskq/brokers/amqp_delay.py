@@ -74,9 +74,14 @@ class DelayLevels:
             async with self._lock:
                 if top >= self._declared:
                     started = time.perf_counter()
-                    async with asyncio.TaskGroup() as group:
-                        for level in range(self._declared, top + 1):
-                            group.create_task(self._declare(connection, level))
+                    try:
+                        async with asyncio.TaskGroup() as group:
+                            for level in range(self._declared, top + 1):
+                                group.create_task(self._declare(connection, level))
+                    except BaseExceptionGroup as failed:
+                        # The driver's error itself, as a one-by-one declare would raise
+                        # it, for amqp_errors to translate (a 406: QueueMismatch).
+                        raise failed.exceptions[0] from None
                     log.debug(
                         "delay levels declared",
                         exchange=self.topology.exchange,
