@@ -89,7 +89,9 @@ def test_a_message_with_only_the_four_fields_decodes_and_extra_fields_are_ignore
 
 
 class _RefusingBroker(MemoryBroker):
-    async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+    async def publish(
+        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+    ) -> None:
         raise PublishError("not confirmed (test)", task_id=task_id)
 
 
@@ -113,7 +115,9 @@ async def test_the_queued_record_is_written_before_the_publish() -> None:
     seen: list[Any] = []
 
     class _Spy(MemoryBroker):
-        async def publish(self, queue: QueueSpec, body: bytes, *, task_id: str) -> None:
+        async def publish(
+            self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+        ) -> None:
             seen.append(await app.store.get(task_id))
             await super().publish(queue, body, task_id=task_id)
 

@@ -163,7 +163,7 @@ async def test_a_worker_stopped_mid_task_leaves_it_to_another_worker(app: TaskQu
 
 
 async def test_a_failing_task_is_recorded_failed_and_dead_lettered(app: TaskQueue) -> None:
-    @app.task
+    @app.task(max_retries=0)
     def explode(reason: str) -> None:
         raise RuntimeError(f"boom: {reason}")
 
@@ -178,7 +178,7 @@ async def test_a_failing_task_is_recorded_failed_and_dead_lettered(app: TaskQueu
     assert status.error.traceback and "explode" in status.error.traceback
     dead = await eventually(app.broker.dead_letters, lambda d: len(d) == 1)
     assert dead[0].routing_key == explode.name
-    assert dead[0].reason == "task raised RuntimeError: boom: fuse"
+    assert dead[0].reason == "task raised RuntimeError: boom: fuse (after 1 attempt)"
     assert dead[0].correlation_id == handle.id
 
 
