@@ -369,7 +369,9 @@ class AmqpBroker(Broker):
         connection = await self._consuming_connection()
         async with self._calling():
             channel = await connection.channel()
-            consumer = AmqpConsumer(channel, handler, on_close=self._consumers.discard)
+            consumer = AmqpConsumer(
+                channel, handler, on_close=self._consumers.discard, timeout=self.publish_timeout
+            )
             try:
                 # basic.qos per consumer (global=false; quorum queues refuse global QoS):
                 # each queue of this call gets up to `prefetch` unsettled deliveries.

@@ -95,10 +95,13 @@ class AmqpConsumer(Consumer):
         handler: DeliveryHandler,
         *,
         on_close: Callable[[AmqpConsumer], None],
+        timeout: float,
     ) -> None:
         self._channel = channel
         self._handler = handler
         self._on_close = on_close
+        #: Bound on one call to the broker (the broker's ``publish_timeout``).
+        self._timeout = timeout
         self._subscriptions: list[tuple[AbstractQueue, str]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
@@ -133,13 +136,24 @@ class AmqpConsumer(Consumer):
             )
 
     async def cancel(self) -> None:
+        """``basic.cancel`` each subscription, without waiting for a lost connection:
+        aio-pika's robust channel would wait for the reconnect, forever if the broker
+        stays away (a worker told to stop then never did; fault suite). With the
+        connection down the broker has already dropped these consumers and put their
+        deliveries back, which could not be acked any more: the channel is closed at
+        once instead, so that aio-pika does not subscribe them again on reconnect."""
         if self._cancelled:
             return
         self._cancelled = True
         for queue, tag in self._subscriptions:
+            if self._channel.is_closed:  # down, or dropped during the previous cancel
+                log.info("consumer's connection is down; closing its channel", queue=queue.name)
+                await self._close_channel()
+                return
             try:
-                await queue.cancel(tag)
-            except _CHANNEL_GONE as exc:
+                async with asyncio.timeout(self._timeout):
+                    await queue.cancel(tag)
+            except (*_CHANNEL_GONE, TimeoutError) as exc:
                 log.info("consumer already gone", queue=queue.name, error=repr(exc))
 
     async def close(self) -> None:
@@ -149,12 +163,17 @@ class AmqpConsumer(Consumer):
         self._cancelled = True
         self._on_close(self)
         # Closing the channel makes the broker requeue every unacked delivery on it.
-        try:
-            await self._channel.close()
-        except _CHANNEL_GONE as exc:
-            log.info("consumer channel already closed", error=repr(exc))
+        await self._close_channel()
         current = asyncio.current_task()
         pending = [task for task in self._tasks if task is not current]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _close_channel(self) -> None:
+        """Close the channel (idempotent): no restore by aio-pika after a reconnect."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._channel.close()
+        except (*_CHANNEL_GONE, TimeoutError) as exc:
+            log.info("consumer channel already closed", error=repr(exc))

@@ -229,5 +229,6 @@ class Broker(ABC):
 
     @abstractmethod
     async def destroy(self, tasks: Iterable[str]) -> None:
-        """Delete the queues of ``tasks``, the dead-letter queue and both exchanges:
-        everything this topology declared. For tests and benchmarks that clean up."""
+        """Delete the queues of ``tasks``, the dead-letter queue, both exchanges and
+        every delay level (with the delayed messages waiting there): everything this
+        topology declared. For tests and benchmarks that clean up."""

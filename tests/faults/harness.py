@@ -353,14 +353,23 @@ async def read_states(client: aioredis.Redis, exchange: str, ids: Sequence[str])
         return list(await pipe.execute())
 
 
-async def finished_count(deployment: Deployment, ids: Sequence[str]) -> int:
-    """How many of ``ids`` have a terminal state in the store now."""
+async def count_states(deployment: Deployment, ids: Sequence[str], *states: bytes) -> int:
+    """How many of ``ids`` are in one of ``states`` (as stored: ``b"started"``) now."""
     client = aioredis.from_url(deployment.store_url)
     try:
-        states = await read_states(client, deployment.exchange, ids)
+        found = await read_states(client, deployment.exchange, ids)
     finally:
         await client.aclose()
-    return sum(s in (b"succeeded", b"failed") for s in states)
+    return sum(s in states for s in found)
+
+
+async def finished_count(deployment: Deployment, ids: Sequence[str]) -> int:
+    """How many of ``ids`` have a terminal state in the store now."""
+    return await count_states(deployment, ids, b"succeeded", b"failed")
+
+
+async def running_count(deployment: Deployment, ids: Sequence[str]) -> int:
+    return await count_states(deployment, ids, b"started")
 
 
 class StateWatcher:

@@ -5,6 +5,7 @@ during publishing and during consuming. Everything goes through a
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 
@@ -24,12 +25,14 @@ from tests.faults.harness import (
     queue_depths,
     report,
     resend_until_confirmed,
+    running_count,
     stop_cleanly,
     task_ids,
     verdict,
 )
 from tests.faults.proxy import FaultProxy
 from tests.faults.servers import RabbitNode
+from tests.helpers import eventually
 
 MakeProxy = Callable[[int], FaultProxy]
 
@@ -236,5 +239,46 @@ async def test_publishes_cut_in_a_burst_return_only_when_the_broker_has_them(
             f"{deployment.exchange}.fault.touch"
         ]
         assert len(published.confirmed) <= depth <= len(ids)
+    finally:
+        await app.close()
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_while_the_broker_is_unreachable_still_stops_the_worker(
+    node: RabbitNode, deployment: Deployment, fleet: Fleet, make_proxy: MakeProxy
+) -> None:
+    """A worker told to stop while its broker is away must not wait for the broker to
+    come back: its unacked messages go back with the lost connection anyway."""
+    figures = Figures("SIGTERM with the broker away", tasks=8)
+    proxy = make_proxy(node.port)
+    deployment.broker_url = with_query(proxy.url(node.amqp_url), FAST_RECONNECT)
+    worker = fleet.start("--concurrency", "4", "--grace", "5")
+    await fleet.wait_started(worker)
+    app = deployment.app(node.amqp_url)
+    await app.connect()
+    try:
+        ids = task_ids("away", 8)
+        published = await publish(app, ids, seconds=3.0)
+        assert not published.failed
+        await eventually(lambda: running_count(deployment, ids), lambda n: n == 4)
+        proxy.refuse()  # cut, and no reconnect gets through
+        await asyncio.sleep(1.5)
+        began = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.proc.wait, 30)
+        took = time.monotonic() - began
+        assert code == 0
+        assert took < 5 + 5, f"stopping took {took:.1f}s with the broker away"
+        proxy.resume()
+        # Nothing lost: the interrupted four and the waiting four run on the next worker.
+        fleet.start("--concurrency", "8")
+        result = await verdict(deployment, ids, fleet=fleet, timeout=30)
+        figures.record(result)
+        figures.cuts = 1
+        figures.notes["stopped_in"] = f"{took:.1f}s"
+        report(figures)
+        result.assert_promise()
+        assert result.by_state() == {"succeeded": 8}
+        await stop_cleanly(fleet, node)
     finally:
         await app.close()
