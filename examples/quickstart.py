@@ -36,9 +36,23 @@ def shout(text: str, times: int = 1) -> str:
     return " ".join([text.upper() + "!"] * times)
 
 
-@app.task(name="math.divide")
+@app.task(name="math.divide", retry_on=(ConnectionError,))
 async def divide(x: float, y: float) -> float:
+    """ZeroDivisionError is a bug, not a hiccup: only ConnectionError is retried."""
     return x / y
+
+
+calls = 0
+
+
+@app.task(name="net.fetch", max_retries=3, retry_backoff=0.1)
+async def fetch(url: str) -> str:
+    """Fails twice, then works: retried after 0.1 s, then 0.2 s (at most; with jitter)."""
+    global calls
+    calls += 1
+    if calls < 3:
+        raise ConnectionError(f"{url} did not answer")
+    return f"200 OK from {url}"
 
 
 async def main() -> None:
@@ -70,6 +84,20 @@ async def main() -> None:
             what = f"{error.type}: {error.message}"
             print(f"divide.delay(1, 0)                  -> TaskFailed: {what}")
             print(f"its status                          -> {exc.status.state}, with the traceback")
+
+        handle = await fetch.delay("https://example.com")
+        print(f"fetch.delay(...) that fails twice   -> {await handle.result(timeout=5)!r}")
+        status = await handle.status()
+        assert status is not None
+        print(f"its status                          -> {status.state}, attempts {status.attempts}")
+
+        handle = await add.send(args=[2, 3], countdown=0.5)  # waits in the broker, not here
+        status = await handle.status()
+        assert status is not None
+        print(
+            f"add.send(..., countdown=0.5)        -> {status.state} now, then "
+            f"{await handle.result(timeout=5)}"
+        )
 
         # A handle for an id kept elsewhere (say, returned to an HTTP client earlier).
         status = await app.handle("greeting-1").status()

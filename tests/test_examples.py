@@ -29,6 +29,9 @@ async def test_the_quickstart_runs_on_the_embedded_broker_and_prints_its_results
     assert "not re-sent: True" in out
     assert "-> succeeded, attempts 1" in out
     assert "-> TaskFailed: ZeroDivisionError" in out
+    assert "-> '200 OK from https://example.com'" in out
+    assert "-> succeeded, attempts 3" in out
+    assert "-> queued now, then 5" in out
 
 
 async def test_the_api_example_never_imports_the_task_code() -> None:
