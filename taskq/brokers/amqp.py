@@ -15,6 +15,7 @@ Declarations the broker may refuse run first on a scratch channel (``amqp_declar
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from collections.abc import (
     AsyncGenerator,
@@ -48,6 +49,7 @@ from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery
 from taskq.brokers.amqp_declare import declare_queue, inspect_queue, scratch_channel
 from taskq.brokers.amqp_delay import DelayLevels, delete_levels
 from taskq.brokers.amqp_errors import amqp_errors
+from taskq.brokers.amqp_options import connect_options
 from taskq.brokers.base import (
     Broker,
     DeadLetter,
@@ -104,13 +106,25 @@ class AmqpBroker(Broker):
     """A :class:`Broker` on RabbitMQ 3.10+; the objects it declares are the README's
     wire format."""
 
-    def __init__(self, url: str, topology: Topology, *, publish_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        *,
+        publish_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``url``: ``amqp://`` or ``amqps://``, with heartbeat and TLS options in its
+        query (:mod:`taskq.brokers.amqp_options`). ``ssl_context``, for an ``amqps://``
+        URL, replaces the URL's TLS options: for what they cannot say (a key's
+        passphrase, ciphers, a certificate held in memory)."""
         super().__init__(topology, publish_timeout=publish_timeout)
         try:
             self.display_url = mask_url(url)
         except ValueError as exc:  # a port that is not a number: don't echo the URL
             raise ConfigurationError(f"the AMQP URL is not valid: {exc}") from None
         self._url = url
+        self._connect_options = connect_options(url, ssl_context)
         self._lock = asyncio.Lock()
         self._publisher: _Publisher | None = None
         self._consuming: AbstractRobustConnection | None = None
@@ -131,11 +145,13 @@ class AmqpBroker(Broker):
         # Not inside an outer time box: cancelling connect_robust half-way would leave
         # its reconnect task running with no connection object to close it by.
         with amqp_errors(self._url):
-            return await aio_pika.connect_robust(
+            connection: AbstractRobustConnection = await aio_pika.connect_robust(
                 self._url,
                 timeout=self.publish_timeout,
                 client_properties={"connection_name": f"taskq {role} {self.topology.exchange}"},
+                **self._connect_options,  # heartbeat unless the URL says, ssl_context
             )
+            return connection
 
     async def _open_publisher(self) -> _Publisher:
         t = self.topology

@@ -14,6 +14,7 @@ and driver texts are scrubbed of it too.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -93,6 +94,11 @@ def amqp_errors(
                 f"({_text(exc, url)})",
                 task_id=task_id,
             ) from exc
+        tls = _tls_failure(exc)
+        if tls is not None:
+            raise BrokerConnectionError(
+                f"TLS with RabbitMQ at {where} failed: {_text(tls, url)}{_tls_hint(tls)}"
+            ) from exc
         raise BrokerConnectionError(f"cannot reach RabbitMQ at {where}: {_text(exc, url)}") from exc
     except amqp.AMQPError as exc:  # any other channel error: 403, 404, ...
         if publishing:
@@ -114,6 +120,23 @@ def _mismatch(exc: amqp.ChannelPreconditionFailed) -> BrokerError:
     if found is None or found["kind"] == "exchange":
         return BrokerError(f"RabbitMQ refused a declaration: {detail}")
     return QueueMismatch(found["name"], detail)
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a lost or refused connection: aiormq raises it wrapped in an
+    ``AMQPConnectionError`` (``raise ... from``), or bare when it builds its context."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__
+    return cause
+
+
+def _tls_hint(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return " (is the URL's cafile= the CA that signed the broker's certificate?)"
+    if "CERTIFICATE_REQUIRED" in str(exc):
+        return " (the broker asks for a client certificate: certfile= and keyfile=)"
+    return ""
 
 
 def _driver_lost(exc: RuntimeError) -> bool:

@@ -26,7 +26,7 @@ from taskq.errors import ConfigurationError, StoreError
 from taskq.message import to_json
 from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
-from taskq.urls import mask_url, scrub
+from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
 
 #: Connections per store (per process); more writers than this wait their turn.
 MAX_CONNECTIONS = 32
@@ -126,6 +126,21 @@ class RedisStore(StatusStore):
         self.display_url = mask_url(url)
         self.prefix = prefix
         self._url = url
+        # redis-py's own TLS options (rediss://host/0?ssl_ca_certs=...&ssl_certfile=...
+        # &ssl_keyfile=...&ssl_password=...), checked here rather than at the first connect.
+        given = tls_options(
+            url,
+            what="Redis",
+            tls_scheme="rediss",
+            is_tls=lambda name: name.startswith("ssl_"),
+            files=("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"),
+        )
+        key = given.get("ssl_keyfile") or given.get("ssl_certfile")
+        if key is not None and "ssl_password" not in given and key_is_encrypted(key):
+            raise ConfigurationError(
+                f"the Redis URL's key file {key} is encrypted: give its passphrase as "
+                "ssl_password= in the URL (it is masked wherever the URL is shown)"
+            )
         # Made in connect(), so that its connections belong to the loop that uses them.
         self._conn: _Connection | None = None
 
@@ -135,7 +150,8 @@ class RedisStore(StatusStore):
         try:
             # A blocking pool: a burst of concurrent writes (thousands of tasks finishing
             # at once) waits for a free connection instead of failing with "Too many
-            # connections", which the default pool raises at once.
+            # connections", which the default pool raises at once. from_url keeps the
+            # URL's query options (TLS among them) for every connection it makes.
             pool = BlockingConnectionPool.from_url(
                 self._url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=None
             )
