@@ -28,13 +28,27 @@ _CHANNEL_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidSt
 _DELIVERY_COUNT = "x-delivery-count"  # RabbitMQ's header on quorum-queue deliveries
 
 
+def _gone(exc: Exception) -> bool:
+    """Did a call on a consumer's channel fail because the channel went away? Besides
+    the driver's own errors and our time box, aiormq fails what was waiting on a channel
+    closed without a reason with the bare ``Exception`` class (``FutureStore.reject_all``):
+    an ack queued just before a connection was cut raises exactly that (fault suite)."""
+    return isinstance(exc, (*_CHANNEL_GONE, TimeoutError)) or type(exc) is Exception
+
+
 class AmqpDelivery(Delivery):
     """A delivery settled on the channel that delivered it, or not at all."""
 
-    __slots__ = ("_message", "_settled", "content_type")
+    __slots__ = ("_message", "_settled", "_timeout", "content_type")
 
     def __init__(
-        self, message: AbstractIncomingMessage, *, task: str, queue: str, counted: bool
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        task: str,
+        queue: str,
+        counted: bool,
+        timeout: float,
     ) -> None:
         headers = dict(message.headers)
         count = headers.get(_DELIVERY_COUNT)
@@ -54,6 +68,7 @@ class AmqpDelivery(Delivery):
         self.content_type = message.content_type
         self._message = message
         self._settled = False
+        self._timeout = timeout
 
     async def ack(self) -> None:
         await self._settle(requeue=False)
@@ -72,11 +87,17 @@ class AmqpDelivery(Delivery):
             # aio-pika binds the tag to the aiormq channel that delivered it; once that
             # channel is closed or replaced, `message.channel` raises instead of sending a
             # tag that would mean another message on a new channel.
-            if requeue:
-                await self._message.nack(requeue=True)
-            else:
-                await self._message.ack()
-        except _CHANNEL_GONE as exc:
+            # Bounded: aiormq queues the frame, then waits for the writer to send it; a
+            # connection that dies in between leaves that wait unresolved, and the worker
+            # slot with it (seen in the fault suite: runners stuck until the grace period).
+            async with asyncio.timeout(self._timeout):
+                if requeue:
+                    await self._message.nack(requeue=True)
+                else:
+                    await self._message.ack()
+        except Exception as exc:
+            if not _gone(exc):
+                raise
             log.info(
                 "delivery not settled: its channel is closed, the broker requeues it",
                 queue=self.queue,
@@ -116,7 +137,9 @@ class AmqpConsumer(Consumer):
         async def on_message(message: AbstractIncomingMessage) -> None:
             if self._closed:
                 return  # its channel is closing: the broker requeues it
-            delivery = AmqpDelivery(message, task=task, queue=queue, counted=counted)
+            delivery = AmqpDelivery(
+                message, task=task, queue=queue, counted=counted, timeout=self._timeout
+            )
             handling = asyncio.get_running_loop().create_task(self._handle(delivery))
             self._tasks.add(handling)
             handling.add_done_callback(self._tasks.discard)
@@ -153,7 +176,9 @@ class AmqpConsumer(Consumer):
             try:
                 async with asyncio.timeout(self._timeout):
                     await queue.cancel(tag)
-            except (*_CHANNEL_GONE, TimeoutError) as exc:
+            except Exception as exc:
+                if not _gone(exc):
+                    raise
                 log.info("consumer already gone", queue=queue.name, error=repr(exc))
 
     async def close(self) -> None:
@@ -175,5 +200,7 @@ class AmqpConsumer(Consumer):
         try:
             async with asyncio.timeout(self._timeout):
                 await self._channel.close()
-        except (*_CHANNEL_GONE, TimeoutError) as exc:
+        except Exception as exc:
+            if not _gone(exc):
+                raise
             log.info("consumer channel already closed", error=repr(exc))

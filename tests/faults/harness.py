@@ -216,11 +216,21 @@ class Fleet:
         self._files.close()
 
 
+_STUCK = (
+    "grace period over; cancelling running tasks",
+    "could not settle the message; left for redelivery",
+)
+
+
 async def stop_cleanly(fleet: Fleet, node: RabbitNode, *, dead_letters: int = 0) -> None:
     """The end of every scenario: SIGTERM to the live workers, each exits 0, and no
     message is left in the deployment's queues but ``dead_letters`` expected ones."""
     codes = await fleet.terminate()
     assert codes == [0] * len(codes), f"worker exit codes {codes}"
+    # With every task done, nothing may keep a runner busy until the grace period, and
+    # settling may fail only in the ways it knows (a lost channel).
+    stuck = [e for e in fleet.events() if e.get("event") in _STUCK]
+    assert not stuck, stuck[:3]
     depths = await queue_depths(node, fleet.deployment.exchange)
     dead = f"{fleet.deployment.exchange}.dead"
     expected = {dead: dead_letters} if dead_letters else {}
