@@ -160,6 +160,8 @@ class RabbitNode(Managed):
     ``config``: extra lines for its ``rabbitmq.conf`` (new-style sysctl format), e.g.
     ``["consumer_timeout = 5000", "max_message_size = 1048576"]`` or TLS listener lines
     (``listeners.ssl.default = 127.0.0.1:<port>``, ``ssl_options.cacertfile = ...``).
+    ``advanced``: the text of its ``advanced.config`` (Erlang terms), for settings
+    ``rabbitmq.conf`` cannot express, e.g. ``"[{rabbit, [{channel_tick_interval, 500}]}]."``.
     ``port`` and ``dist_port`` default to free ones. Nothing runs until :meth:`start`.
     """
 
@@ -167,6 +169,7 @@ class RabbitNode(Managed):
         self,
         *,
         config: Sequence[str] = (),
+        advanced: str | None = None,
         name: str | None = None,
         port: int | None = None,
         dist_port: int | None = None,
@@ -181,6 +184,7 @@ class RabbitNode(Managed):
         self.port = port or free_port()
         self.dist_port = dist_port or free_port()
         self.config = list(config)
+        self.advanced = advanced
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="taskq-rabbit-"))
         (self.base_dir / "owner.pid").write_text(str(os.getpid()))  # see sweep_leftovers
@@ -243,6 +247,11 @@ class RabbitNode(Managed):
             *self.config,
         ]
         self.config_file.write_text("\n".join(lines) + "\n")
+        advanced_file = self.base_dir / "advanced.config"  # RABBITMQ_ADVANCED_CONFIG_FILE
+        if self.advanced is not None:
+            advanced_file.write_text(self.advanced.rstrip() + "\n")
+        else:
+            advanced_file.unlink(missing_ok=True)
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -473,7 +482,7 @@ class RedisServer(Managed):
 
 
 @contextlib.contextmanager
-def rabbit_node(config: Sequence[str] = ()) -> Iterator[RabbitNode]:
+def rabbit_node(config: Sequence[str] = (), advanced: str | None = None) -> Iterator[RabbitNode]:
     """A started :class:`RabbitNode`, closed (stopped, files removed) on exit."""
-    with RabbitNode(config=config) as node:
+    with RabbitNode(config=config, advanced=advanced) as node:
         yield node
