@@ -30,6 +30,11 @@ from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
 
 #: Connections per store (per process); more writers than this wait their turn.
 MAX_CONNECTIONS = 32
+#: Seconds a Redis call may take (connect, answer, or wait for a free connection)
+#: before it fails with StoreError: a stalled or half-open Redis must not hang every
+#: publish and every worker. ``socket_timeout=`` / ``socket_connect_timeout=`` in the
+#: URL override it.
+OPERATION_TIMEOUT = 10.0
 
 log = structlog.get_logger(__name__)
 
@@ -153,7 +158,12 @@ class RedisStore(StatusStore):
             # connections", which the default pool raises at once. from_url keeps the
             # URL's query options (TLS among them) for every connection it makes.
             pool = BlockingConnectionPool.from_url(
-                self._url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=None
+                self._url,
+                decode_responses=True,
+                max_connections=MAX_CONNECTIONS,
+                timeout=OPERATION_TIMEOUT,
+                socket_timeout=OPERATION_TIMEOUT,
+                socket_connect_timeout=OPERATION_TIMEOUT,
             )
             client = Redis.from_pool(pool)  # closing the client closes the pool
         except ValueError as exc:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,6 +28,7 @@ from tests.faults.harness import (
     task_ids,
     verdict,
 )
+from tests.faults.proxy import FaultProxy
 from tests.faults.servers import RabbitNode, RedisServer
 from tests.helpers import eventually
 
@@ -194,3 +198,49 @@ async def test_a_memory_alarm_fails_publishes_at_their_timeout_while_consumers_d
         await stop_cleanly(fleet, node)
     finally:
         await app.close()
+
+
+async def test_a_stalled_status_store_fails_calls_at_their_timeout_instead_of_hanging(
+    redis_url: str, make_proxy: Callable[[int], FaultProxy]
+) -> None:
+    """A Redis that stops answering (half-open connection, stalled network) turns into a
+    StoreError after the operation timeout, which workers answer by requeueing; the
+    next call after it answers again goes through."""
+    from taskq.errors import StoreError
+    from taskq.stores.redis import OPERATION_TIMEOUT, RedisStore
+
+    default = RedisStore(redis_url, prefix="taskq-stall")
+    await default.connect()
+    try:
+        kwargs = default._conn.client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == OPERATION_TIMEOUT
+    finally:
+        await default.close()
+
+    proxy = make_proxy(urlsplit(redis_url).port or 6379)
+    store = RedisStore(
+        proxy.url(redis_url) + "?socket_timeout=0.5&socket_connect_timeout=0.5",
+        prefix="taskq-stall",
+    )
+    await store.connect()
+    try:
+        assert await store.get("nothing") is None
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="Timeout"):
+            await store.get("nothing")
+        assert time.monotonic() - started < 3.0
+        proxy.resume()
+        assert await eventually(lambda: _get_or_error(store), lambda r: r == "none", timeout=10)
+    finally:
+        proxy.resume()
+        await store.close()
+
+
+async def _get_or_error(store: Any) -> str:
+    from taskq.errors import StoreError
+
+    try:
+        return "none" if await store.get("nothing") is None else "record"
+    except StoreError:
+        return "error"

@@ -62,15 +62,20 @@ async def test_5_a_poison_task_is_dead_lettered_and_the_other_500_succeed(
         fleet.start("--concurrency", "8")
     stop = asyncio.Event()
     supervisor = asyncio.create_task(keep_alive(fleet, stop))
-    async with deployment.app() as app:
-        async with StateWatcher(deployment.store_url, deployment.exchange, ids) as watcher:
-            poison = await app.send("fault.poison", ["poison"], task_id="poison-1")
-            published = await publish(app, ids, seconds=0.02, concurrency=50)
-            result = await verdict(deployment, published.confirmed, fleet=fleet, timeout=120)
-            final = await wait_finished(app, poison.id)
-        stop.set()
-        restarts = await supervisor
-        letters = await app.dead_letters()
+    try:
+        async with deployment.app() as app:
+            async with StateWatcher(deployment.store_url, deployment.exchange, ids) as watcher:
+                poison = await app.send("fault.poison", ["poison"], task_id="poison-1")
+                published = await publish(app, ids, seconds=0.02, concurrency=50)
+                result = await verdict(deployment, published.confirmed, fleet=fleet, timeout=120)
+                final = await wait_finished(app, poison.id)
+            stop.set()
+            restarts = await supervisor
+            letters = await app.dead_letters()
+    finally:
+        # Never restart a worker after the test gave up: the fleet fixture must be
+        # able to kill every process it started.
+        supervisor.cancel()
 
     figures.kills = restarts
     figures.lost = len(result.lost)
