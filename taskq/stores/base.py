@@ -112,6 +112,16 @@ class StatusStore(ABC):
         letter is published back. Without it the worker would refuse the rerun of a
         ``failed`` task ("task already failed") and dead-letter it again."""
 
+    @abstractmethod
+    async def recent(
+        self, *, name: str | None = None, state: TaskState | None = None, limit: int = 20
+    ) -> list[TaskStatus]:
+        """Up to ``limit`` records, most recently written first, of task ``name`` and in
+        ``state`` where given: what an operator asks after an incident
+        (``taskq status --task emails.send --state failed``). Expired records are not
+        listed. A store may look only at its latest writes (Redis: the last
+        :data:`~taskq.stores.redis.RECENT_INDEX_SIZE`)."""
+
     async def wait(self, task_id: str, timeout: float) -> TaskStatus | None:
         """Wait until the task is finished or ``timeout`` seconds passed; return the
         last record seen (``None`` if none). This default polls :meth:`get` with a

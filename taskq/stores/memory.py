@@ -63,6 +63,23 @@ class MemoryStore(StatusStore):
             del self._records[task_id]
             return True
 
+    async def recent(
+        self, *, name: str | None = None, state: TaskState | None = None, limit: int = 20
+    ) -> list[TaskStatus]:
+        found: list[TaskStatus] = []
+        with self._lock:
+            self._purge()
+            # Each write re-inserts its record at the end: newest last.
+            for record in reversed(self._records.values()):
+                if len(found) >= limit:
+                    break
+                status = record.status
+                if (name is None or status.name == name) and (
+                    state is None or status.state == state
+                ):
+                    found.append(status.model_copy(deep=True))
+        return found
+
     async def wait(self, task_id: str, timeout: float) -> TaskStatus | None:
         """Sleep until a write to ``task_id`` wakes us, instead of polling.
 

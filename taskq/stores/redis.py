@@ -4,7 +4,13 @@ Key ``{prefix}:task:{task_id}``, fields ``state``, ``name``, ``attempts``,
 ``created_at``, ``started_at``, ``finished_at`` (ISO-8601), ``result`` (JSON) and
 ``error`` (JSON of :class:`~taskq.status.ErrorInfo``): plain enough for a reader in
 another language. Each write is one script call, so checking the current state and
-writing the new one is atomic across any number of processes. The scripts carry the
+writing the new one is atomic across any number of processes.
+
+Key ``{prefix}:recent``, a sorted set of task ids scored by the time of their last
+write (microseconds since the epoch), is the index behind :meth:`RedisStore.recent`.
+The same script call that writes a record indexes it, so listing costs a write no
+extra round trip; the script also drops the entries of records past their ttl and
+keeps at most :data:`RECENT_INDEX_SIZE`, so the index stays bounded. The scripts carry the
 transition table generated from :data:`taskq.status.TRANSITIONS`, never a copy by hand.
 """
 
@@ -15,6 +21,7 @@ import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import structlog
@@ -35,6 +42,11 @@ MAX_CONNECTIONS = 32
 #: publish and every worker. ``socket_timeout=`` / ``socket_connect_timeout=`` in the
 #: URL override it.
 OPERATION_TIMEOUT = 10.0
+#: Entries the recent-tasks index keeps (about 100 bytes each): ``recent()`` looks no
+#: further back than this many written tasks.
+RECENT_INDEX_SIZE = 100_000
+# Index entries read per round trip while recent() looks for matching records.
+_RECENT_PAGE = 500
 
 log = structlog.get_logger(__name__)
 
@@ -57,15 +69,30 @@ def _lua_transitions() -> str:
     return "{" + ", ".join(rows) + "}"
 
 
-# KEYS[1]: the record. ARGV: target state, task name, now (ISO-8601), ttl in ms ('' for
-# none), '1' to write only if there is no record (create), result JSON and error JSON
-# ('' for "leave as it is"). Returns the record after the write (HGETALL), or false
-# when the move is refused and nothing was written.
-_WRITE = f"""
+# Indexes a record just written. KEYS[2]: the index; the last four ARGV: task id, score
+# (now in µs since the epoch), the score below which records have expired ('' when they
+# never do), entries to keep. Scores are computed in Python: Lua 5.1 prints numbers
+# this large with 14 digits.
+_INDEX = """
+local function index(idx, id, score, expired_before, keep)
+  redis.call('ZADD', idx, score, id)
+  if expired_before ~= '' then
+    redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. expired_before)
+  end
+  redis.call('ZREMRANGEBYRANK', idx, 0, -tonumber(keep) - 1)
+end
+"""
+
+# KEYS[1]: the record, KEYS[2]: the index. ARGV: target state, task name, now
+# (ISO-8601), ttl in ms ('' for none), '1' to write only if there is no record
+# (create), result JSON and error JSON ('' for "leave as it is"), then _INDEX's four.
+# Returns the record after the write (HGETALL), or false when the move is refused and
+# nothing was written.
+_WRITE = f"""{_INDEX}
 local ALLOWED = {_lua_transitions()}
 local FINAL = {_lua_set(s for s in TaskState if s.finished)}
 local key = KEYS[1]
-local to, name, now, ttl, only_new, result, err = unpack(ARGV)
+local to, name, now, ttl, only_new, result, err = unpack(ARGV, 1, 7)
 local current = redis.call('HGET', key, 'state') or ''
 if only_new == '1' and current ~= '' then return false end
 local allowed = ALLOWED[current]
@@ -86,30 +113,35 @@ elseif err ~= '' then
 end
 if FINAL[to] then redis.call('HSET', key, 'finished_at', now) end
 if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
+index(KEYS[2], unpack(ARGV, 8, 11))
 return redis.call('HGETALL', key)
 """
 
-# KEYS[1]: the record. Deletes it only while queued with no attempt; returns 1 if it did.
+# KEYS[1]: the record, KEYS[2]: the index; ARGV[1]: the task id. Deletes the record
+# (and its index entry) only while queued with no attempt; returns 1 if it did.
 _DISCARD = f"""
 local key = KEYS[1]
 local fields = redis.call('HMGET', key, 'state', 'attempts')
 if fields[1] == {_lua_string(TaskState.QUEUED)} and (tonumber(fields[2]) or 0) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
   return redis.call('DEL', key)
 end
 return 0
 """
 
-# KEYS[1]: the record. ARGV: task name, now (ISO-8601), ttl in ms ('' for none). An
-# operator's reset, not a move: whatever the state, the record becomes a fresh
-# `queued` one (created_at kept). Returns the record (HGETALL).
-_RESET = f"""
+# KEYS[1]: the record, KEYS[2]: the index. ARGV: task name, now (ISO-8601), ttl in ms
+# ('' for none), then _INDEX's four. An operator's reset, not a move: whatever the
+# state, the record becomes a fresh `queued` one (created_at kept). Returns the record
+# (HGETALL).
+_RESET = f"""{_INDEX}
 local key = KEYS[1]
-local name, now, ttl = unpack(ARGV)
+local name, now, ttl = unpack(ARGV, 1, 3)
 local created = redis.call('HGET', key, 'created_at') or now
 redis.call('DEL', key)
 redis.call('HSET', key, 'state', {_lua_string(TaskState.QUEUED)}, 'name', name,
            'attempts', 0, 'created_at', created)
 if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
+index(KEYS[2], unpack(ARGV, 4, 7))
 return redis.call('HGETALL', key)
 """
 
@@ -198,13 +230,55 @@ class RedisStore(StatusStore):
 
     async def discard(self, task_id: str) -> bool:
         with self._errors():
-            return bool(await self._connection.discard(keys=[self._key(task_id)]))
+            return bool(await self._connection.discard(keys=self._keys(task_id), args=[task_id]))
 
     async def reset(self, task_id: str, name: str) -> TaskStatus:
-        args = [name, utcnow().isoformat(), self._ttl_ms()]
+        now = utcnow()
+        args = [name, now.isoformat(), self._ttl_ms(), *self._index_args(task_id, now)]
         with self._errors():
-            reply = await self._connection.reset(keys=[self._key(task_id)], args=args)
+            reply = await self._connection.reset(keys=self._keys(task_id), args=args)
         return self._decode(task_id, dict(zip(reply[::2], reply[1::2], strict=True)))
+
+    async def recent(
+        self, *, name: str | None = None, state: TaskState | None = None, limit: int = 20
+    ) -> list[TaskStatus]:
+        """Walks the index newest first, a page at a time: each page's states and names
+        in one pipelined round trip, then the matching records in another. An entry
+        whose record has expired is skipped (the next write drops it)."""
+        found: list[TaskStatus] = []
+        client = self._connection.client
+        start = 0
+        with self._errors():
+            while len(found) < limit:
+                ids = cast(
+                    list[str],
+                    await client.zrevrange(self._index, start, start + _RECENT_PAGE - 1),
+                )
+                if not ids:
+                    break
+                start += len(ids)
+                async with client.pipeline(transaction=False) as pipe:
+                    for task_id in ids:
+                        pipe.hmget(self._key(task_id), "name", "state")
+                    heads = cast(list[list[str | None]], await pipe.execute())
+                wanted = [
+                    task_id
+                    for task_id, (task_name, task_state) in zip(ids, heads, strict=True)
+                    if task_state is not None
+                    and (name is None or task_name == name)
+                    and (state is None or task_state == state.value)
+                ][: limit - len(found)]
+                async with client.pipeline(transaction=False) as pipe:
+                    for task_id in wanted:
+                        pipe.hgetall(self._key(task_id))
+                    records = cast(list[dict[str, str]], await pipe.execute())
+                # A record may expire between the two round trips: skipped as well.
+                found.extend(
+                    self._decode(task_id, fields)
+                    for task_id, fields in zip(wanted, records, strict=True)
+                    if fields
+                )
+        return found
 
     async def _write(
         self,
@@ -216,17 +290,19 @@ class RedisStore(StatusStore):
         result: Any = NO_RESULT,
         error: ErrorInfo | None = None,
     ) -> TaskStatus | None:
+        now = utcnow()
         args = [
             state.value,
             name,
-            utcnow().isoformat(),
+            now.isoformat(),
             self._ttl_ms(),
             "1" if only_if_absent else "0",
             "" if result is NO_RESULT else to_json(result, what="a task result").decode(),
             "" if error is None else error.model_dump_json(),
+            *self._index_args(task_id, now),
         ]
         with self._errors():
-            reply = await self._connection.write(keys=[self._key(task_id)], args=args)
+            reply = await self._connection.write(keys=self._keys(task_id), args=args)
         if not reply:
             return None
         return self._decode(task_id, dict(zip(reply[::2], reply[1::2], strict=True)))
@@ -243,6 +319,20 @@ class RedisStore(StatusStore):
 
     def _key(self, task_id: str) -> str:
         return f"{self.prefix}:task:{task_id}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}:recent"
+
+    def _keys(self, task_id: str) -> list[str]:
+        """A write script's keys: the record and the index."""
+        return [self._key(task_id), self._index]
+
+    def _index_args(self, task_id: str, now: datetime) -> list[str]:
+        """_INDEX's arguments for a write at ``now``: exact integers, as strings."""
+        score = _micros(now)
+        expired_before = "" if self.ttl is None else str(score - math.ceil(self.ttl * 1e6))
+        return [task_id, str(score), expired_before, str(RECENT_INDEX_SIZE)]
 
     def _decode(self, task_id: str, fields: dict[str, str]) -> TaskStatus:
         try:
@@ -271,3 +361,12 @@ class RedisStore(StatusStore):
     def _scrub(self, text: str) -> str:
         """Drivers may echo the URL or its password; ours must not reach a message."""
         return scrub(text, self._url)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp rounds them)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
