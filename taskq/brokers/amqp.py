@@ -511,6 +511,12 @@ class AmqpBroker(Broker):
             publisher = await self._ready_publisher()
             return await inspect_queue(publisher.connection, self.topology.queue_name(task))
 
+    async def dead_queue_info(self) -> QueueInfo | None:
+        await self.connect()
+        async with self._calling():
+            publisher = await self._ready_publisher()
+            return await inspect_queue(publisher.connection, self.topology.dead_queue)
+
     async def destroy(self, tasks: Iterable[str]) -> None:
         """Delete everything this topology declared, on a connection of its own after
         closing ours: our consumers would declare their deleted queues again to restore

@@ -118,9 +118,15 @@ PrepareRequeue = Callable[[str, str], Awaitable[QueueSpec]]
 
 @dataclass(frozen=True)
 class QueueInfo:
+    """A queue's counts as the broker reports them at one moment."""
+
     name: str
+    #: Messages waiting to be delivered.
     ready: int
     consumers: int
+    #: Messages delivered and not yet settled; ``None`` where the broker cannot tell
+    #: (an AMQP passive declare reports only ``ready`` and ``consumers``).
+    unacked: int | None = None
 
 
 class Broker(ABC):
@@ -226,6 +232,10 @@ class Broker(ABC):
     @abstractmethod
     async def queue_info(self, task: str) -> QueueInfo | None:
         """Ready messages and consumers of a task's queue; ``None`` if it does not exist."""
+
+    @abstractmethod
+    async def dead_queue_info(self) -> QueueInfo | None:
+        """The same of the dead-letter queue; ``None`` if it does not exist."""
 
     @abstractmethod
     async def destroy(self, tasks: Iterable[str]) -> None:

@@ -385,7 +385,25 @@ class MemoryBroker(Broker):
         queue = self._queues.get(self.topology.queue_name(task))
         if queue is None:
             return None
-        return QueueInfo(queue.name, ready=len(queue.messages), consumers=len(queue.subscriptions))
+        # Counted over every open consumer: a cancelled one still holds its deliveries.
+        unacked = sum(
+            len(subscription.unsettled)
+            for consumer in self._consumers
+            for subscription in consumer.subscriptions
+            if subscription.queue is queue
+        )
+        return QueueInfo(
+            queue.name,
+            ready=len(queue.messages),
+            consumers=len(queue.subscriptions),
+            unacked=unacked,
+        )
+
+    async def dead_queue_info(self) -> QueueInfo | None:
+        if self._dead is None:
+            return None
+        # Dead letters are browsed, never held by a consumer: none is ever unacked.
+        return QueueInfo(self.topology.dead_queue, ready=len(self._dead), consumers=0, unacked=0)
 
     async def destroy(self, tasks: Iterable[str]) -> None:
         for consumer in list(self._consumers):

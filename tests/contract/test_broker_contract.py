@@ -334,6 +334,35 @@ async def test_queue_info_counts_ready_messages_and_consumers(broker: Broker) ->
     await held.ack()
 
 
+async def test_queue_info_counts_unacked_deliveries_where_the_broker_can_tell(
+    broker: Broker,
+) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    inbox = Inbox()
+    consumer = await broker.consume([EMAILS], inbox, prefetch=1)
+    held = await inbox.get()
+    await consumer.cancel()  # a cancelled consumer still holds what it was given
+    info = await broker.queue_info(EMAILS.task)
+    assert info is not None
+    # A passive declare (AMQP) does not report it; the management API does.
+    assert info.unacked == (None if isinstance(broker, AmqpBroker) else 1)
+    await held.ack()
+
+
+async def test_dead_queue_info_counts_the_dead_letters(broker: Broker) -> None:
+    await broker.publish(EMAILS, b"{}", task_id="t-1")
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=1)
+    delivery = await inbox.get()
+    await broker.dead_letter(delivery, "malformed task message")
+    await delivery.ack()
+
+    info = await broker.dead_queue_info()
+
+    assert info is not None
+    assert (info.name, info.ready, info.consumers) == (broker.topology.dead_queue, 1, 0)
+
+
 async def test_declaring_another_queue_type_raises_queue_mismatch_and_the_broker_stays_usable(
     broker: Broker,
 ) -> None:
