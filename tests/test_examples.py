@@ -34,9 +34,10 @@ async def test_the_quickstart_runs_on_the_embedded_broker_and_prints_its_results
     assert "-> queued now, then 5" in out
 
 
-async def test_the_api_example_never_imports_the_task_code() -> None:
+@pytest.mark.parametrize("api", ["examples.api", "examples.service.api"])
+async def test_the_api_examples_never_import_the_task_code(api: str) -> None:
     check = (
-        "import sys, examples.api; "
+        f"import sys, {api}; "
         "loaded = [m for m in sys.modules if m.split('.')[0] == 'workers']; "
         "assert not loaded, loaded"
     )

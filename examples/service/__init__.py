@@ -1,0 +1,10 @@
+"""An HTTP service with three task apps, in the shape of the original design.
+
+- ``critical`` and ``scheduler``: each on RabbitMQ with its own exchange and status
+  store; the API sends their tasks by name and worker pools (``workers/``) run them.
+- ``internal``: on the embedded ``memory://`` broker and store; its worker runs in the
+  background of the API process itself, started and stopped with the server.
+
+``container.py`` builds the apps from the environment, ``api.py`` is the FastAPI app,
+``audit.py`` holds the tasks that run in-process. Nothing here imports ``workers/``.
+"""
