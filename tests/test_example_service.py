@@ -25,7 +25,7 @@ from tests.deployment import ROOT, environment, tear_down
 from tests.helpers import eventually
 
 TASKS = {"critical": ["critical.payments.charge"], "scheduler": ["scheduler.notifications.fire"]}
-START_TIMEOUT = 20.0
+START_TIMEOUT = 15.0
 
 
 @dataclass
@@ -121,12 +121,15 @@ async def finished(client: httpx.AsyncClient, app: str, task_id: str) -> dict[st
         return await client.get(f"/tasks/{app}/{task_id}")
 
     done = await eventually(
-        get, lambda r: r.status_code == 200 and r.json()["state"] in ("succeeded", "failed")
+        get,
+        lambda r: r.status_code == 200 and r.json()["state"] in ("succeeded", "failed"),
+        timeout=10,
     )
     status: dict[str, Any] = done.json()
     return status
 
 
+@pytest.mark.timeout(30)
 async def test_the_service_sends_by_name_to_its_two_worker_pools_and_runs_internal_tasks_itself(
     spawn: Any,
 ) -> None:
