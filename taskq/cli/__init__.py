@@ -37,7 +37,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taskq.cli import dead, tasks, worker
+from taskq.cli import dead, inspect, tasks, worker
 from taskq.cli.common import (
     RET_CONNECT,
     RET_ERROR,
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.register(commands, logging_options=logging_options)
     tasks.register(commands, logging_options=logging_options, app_option=app_option)
     dead.register(commands, logging_options=logging_options, app_option=app_option)
+    inspect.register(commands, logging_options=logging_options)
     return parser
 
 

@@ -1,11 +1,13 @@
-"""``taskq send`` and ``taskq status``: send a task by name, ask how one went."""
+"""``taskq send`` and ``taskq status``: send a task by name, ask how one went, or list
+the latest tasks (``taskq status --task emails.send --state failed --limit 20``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from taskq.app import TaskQueue
 from taskq.cli.common import (
@@ -17,9 +19,15 @@ from taskq.cli.common import (
     error,
     json_array,
     json_object,
+    positive_int,
 )
 from taskq.errors import TaskFailed
-from taskq.status import TaskStatus
+from taskq.status import TaskState, TaskStatus
+
+T = TypeVar("T")
+
+#: Tasks ``taskq status`` lists when no --limit is given.
+DEFAULT_LIMIT = 20
 
 
 def register(
@@ -50,11 +58,29 @@ def register(
     send.set_defaults(run=cmd_send, default_level="warning")
 
     status = commands.add_parser(
-        "status", parents=[logging_options, app_option], help="show what the store knows of a task"
+        "status",
+        parents=[logging_options, app_option],
+        help="show what the store knows of a task, or list the latest tasks",
+        description="With TASK_ID: that task's record. Without: the latest tasks, most "
+        "recently updated first, filtered by --task and --state.",
     )
-    status.add_argument("task_id", metavar="TASK_ID")
-    status.add_argument("--json", action="store_true", help="print the TaskStatus as JSON")
-    status.set_defaults(run=cmd_status, default_level="warning")
+    status.add_argument("task_id", nargs="?", metavar="TASK_ID")
+    status.add_argument("--task", metavar="NAME", help="list only the tasks of this name")
+    status.add_argument(
+        "--state",
+        choices=[state.value for state in TaskState],
+        help="list only the tasks in this state",
+    )
+    status.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help=f"list at most N tasks (default: {DEFAULT_LIMIT})",
+    )
+    status.add_argument(
+        "--json", action="store_true", help="print the TaskStatus (a list of them) as JSON"
+    )
+    status.set_defaults(run=cmd_status, default_level="warning", usage_error=status.error)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -83,7 +109,12 @@ async def _send(app: TaskQueue, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    listing = [args.task, args.state, args.limit]
+    if args.task_id is not None and any(option is not None for option in listing):
+        args.usage_error("give a TASK_ID, or --task / --state / --limit to list tasks, not both")
     app = app_for(args, need_broker=False, need_store=True)
+    if args.task_id is None:
+        return _list(app, args)
     status = asyncio.run(_get_status(app, args.task_id))
     if status is None:
         error(f"no task with id {args.task_id!r} in the status store (unknown, or expired)")
@@ -93,12 +124,43 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _get_status(app: TaskQueue, task_id: str) -> TaskStatus | None:
-    # Only the store: asking how a task went must work while the broker is down.
+    return await _from_store(app, lambda: app.store.get(task_id))
+
+
+def _list(app: TaskQueue, args: argparse.Namespace) -> int:
+    state = None if args.state is None else TaskState(args.state)
+    limit = DEFAULT_LIMIT if args.limit is None else args.limit
+    found = asyncio.run(
+        _from_store(app, lambda: app.store.recent(name=args.task, state=state, limit=limit))
+    )
+    if args.json:
+        print(json.dumps([status.model_dump(mode="json") for status in found], indent=2))
+    else:
+        for status in found:
+            print(summary(status))
+    return RET_OK
+
+
+async def _from_store(app: TaskQueue, call: Callable[[], Awaitable[T]]) -> T:
+    # Only the store: asking how tasks went must work while the broker is down.
     try:
         await app.store.connect()
-        return await app.store.get(task_id)
+        return await call()
     finally:
         await app.store.close()
+
+
+def summary(status: TaskStatus) -> str:
+    """One line a task, for the listing: id, name, state, attempts, when it last
+    changed, and the error if any."""
+    when = status.finished_at or status.started_at or status.created_at
+    line = (
+        f"{status.id}  {status.name}  {status.state.value}  "
+        f"attempts={status.attempts}  {'-' if when is None else when.isoformat()}"
+    )
+    if status.error is not None:
+        line += f"  {status.error.type}: {' '.join(status.error.message.split())}"
+    return line
 
 
 def describe(status: TaskStatus) -> str:

@@ -1,0 +1,138 @@
+"""``taskq queues``: how many tasks wait, how many are being run, and by how many
+consumers, in each task queue and in the dead-letter queue.
+
+    taskq queues workers.emails:app          # that app's task queues
+    taskq queues --json                      # the queues bound to $TASKQ_EXCHANGE
+
+Where the figures come from (the issue left it to us): RabbitMQ's management API when
+it answers (``http://<broker host>:15672`` with the broker URL's credentials and vhost,
+or ``--management-url``), since only it knows the unacked counts and which queues are
+bound to an exchange. Otherwise passive declares of the queues we can name, which give
+ready messages and consumers but not unacked (shown as ``-``, ``null`` in JSON), with a
+warning saying so; without APP_PATH that is the dead-letter queue alone, as nothing
+else can be named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+from taskq.app import TaskQueue
+from taskq.brokers.amqp import AmqpBroker
+from taskq.brokers.amqp_management import ManagementApi, ManagementUnavailable
+from taskq.brokers.base import QueueInfo
+from taskq.cli.common import RET_OK, app_for, closing
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One line of ``taskq queues``; its fields are the ``--json`` object's keys."""
+
+    name: str
+    #: The task whose queue it is; ``None`` for the dead-letter queue.
+    task: str | None
+    ready: int
+    #: ``None`` when the broker could not tell (no management API).
+    unacked: int | None
+    consumers: int
+    #: False for a task of the app whose queue nobody has declared yet (counts are 0).
+    declared: bool = True
+
+
+def register(
+    commands: Any,
+    *,
+    logging_options: argparse.ArgumentParser,
+) -> None:
+    queues = commands.add_parser(
+        "queues",
+        parents=[logging_options],
+        help="ready, unacked and consumers of each task queue and of the dead letters",
+    )
+    queues.add_argument(
+        "app",
+        nargs="?",
+        metavar="APP_PATH",
+        help="this app's task queues (default: the queues bound to TASKQ_EXCHANGE)",
+    )
+    queues.add_argument("--json", action="store_true", help="print a JSON array of objects")
+    queues.add_argument(
+        "--management-url",
+        metavar="URL",
+        help="RabbitMQ's management API, e.g. http://user:pass@host:15672 "
+        "(default: port 15672 of the broker's host, with the broker URL's credentials)",
+    )
+    queues.set_defaults(run=cmd_queues, default_level="warning")
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    app = app_for(args, need_broker=True, need_store=False)
+    rows = asyncio.run(closing(app, _rows(app, args.management_url, from_app=bool(args.app))))
+    if args.json:
+        print(json.dumps([asdict(row) for row in rows], indent=2))
+    else:
+        print(describe(rows))
+    return RET_OK
+
+
+async def _rows(app: TaskQueue, management_url: str | None, *, from_app: bool) -> list[QueueRow]:
+    broker = app.broker
+    assert isinstance(broker, AmqpBroker)  # app_for refuses the memory broker
+    # The URL with its credentials, which the API shares with AMQP by default.
+    api = ManagementApi.for_amqp_url(broker._url, management_url)
+    try:
+        # Blocking calls, in a thread: the broker's connection keeps its heartbeats.
+        known = await asyncio.to_thread(api.queues)
+        bound = [] if from_app else await asyncio.to_thread(api.bound_queues, app.topology.exchange)
+    except ManagementUnavailable as exc:
+        log.warning(
+            "unacked counts unknown: they need RabbitMQ's management API"
+            + ("" if from_app else ", and so does finding the task queues: pass APP_PATH"),
+            reason=str(exc),
+        )
+        return await _declared_rows(app, app.tasks if from_app else [])
+    tasks = list(app.tasks) if from_app else _tasks_of(app, bound)
+    rows = [_row(name := app.topology.queue_name(task), task, known.get(name)) for task in tasks]
+    return [*rows, _row(app.topology.dead_queue, None, known.get(app.topology.dead_queue))]
+
+
+def _tasks_of(app: TaskQueue, queues: list[str]) -> list[str]:
+    """The task names of the queues bound to the app's exchange (ours are all named
+    ``<exchange>.<task>``; another's binding is left out)."""
+    prefix = app.topology.exchange + "."
+    return [name.removeprefix(prefix) for name in queues if name.startswith(prefix)]
+
+
+def _row(name: str, task: str | None, info: QueueInfo | None) -> QueueRow:
+    if info is None:  # a queue that does not exist holds nothing and feeds no one
+        return QueueRow(name, task, ready=0, unacked=0, consumers=0, declared=False)
+    return QueueRow(name, task, info.ready, info.unacked, info.consumers)
+
+
+async def _declared_rows(app: TaskQueue, tasks: Iterable[str]) -> list[QueueRow]:
+    """Passive declares, one queue at a time: ready and consumers, unacked unknown."""
+    rows = [
+        _row(app.topology.queue_name(task), task, await app.broker.queue_info(task))
+        for task in tasks
+    ]
+    return [*rows, _row(app.topology.dead_queue, None, await app.broker.dead_queue_info())]
+
+
+def describe(rows: list[QueueRow]) -> str:
+    """A table for people; ``-`` where a count is unknown."""
+    width = max([len("QUEUE"), *(len(row.name) for row in rows)])
+    lines = [f"{'QUEUE':<{width}}  {'READY':>7}  {'UNACKED':>7}  {'CONSUMERS':>9}"]
+    for row in rows:
+        unacked = "-" if row.unacked is None else str(row.unacked)
+        note = "" if row.declared else "  (not declared yet)"
+        lines.append(f"{row.name:<{width}}  {row.ready:>7}  {unacked:>7}  {row.consumers:>9}{note}")
+    return "\n".join(lines)
