@@ -5,6 +5,7 @@
 - ``internal``: on the embedded ``memory://`` broker and store; its worker runs in the
   background of the API process itself, started and stopped with the server.
 
-``container.py`` builds the apps from the environment, ``api.py`` is the FastAPI app,
-``audit.py`` holds the tasks that run in-process. Nothing here imports ``workers/``.
+``settings.py`` reads each app's variables (``CRITICAL_*``, ``SCHEDULER_*``),
+``container.py`` builds the apps, ``api.py`` is the FastAPI app, ``audit.py`` holds
+the tasks that run in-process. Nothing here imports ``workers/``.
 """
