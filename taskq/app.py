@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import structlog
 
@@ -21,8 +20,9 @@ from taskq.errors import ConfigurationError, MessageTooLarge, TaskqError, Unknow
 from taskq.handle import TaskHandle
 from taskq.message import TaskMessage, new_task_id
 from taskq.retry import RetryPolicy
+from taskq.settings import TaskqSettings
 from taskq.status import utcnow
-from taskq.stores import DEFAULT_TTL, StatusStore, store_from_url
+from taskq.stores import StatusStore, store_from_url
 from taskq.task import Task, default_name
 from taskq.topology import (
     SHORT_STRING,
@@ -33,7 +33,6 @@ from taskq.topology import (
     check_queue_type,
     delay_units,
 )
-from taskq.urls import MEMORY_URL
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,11 +68,13 @@ class TaskQueue:
     ... async def add(x: int, y: int) -> int:
     ...     return x + y
 
-    ``broker`` and ``store`` take a URL or an instance; when not given they come from
-    ``TASKQ_BROKER_URL`` / ``TASKQ_STORE_URL``, else the embedded ``memory://``.
-    ``exchange`` (else ``TASKQ_EXCHANGE``, else ``"taskq"``) names every object the app
-    declares, so apps on one vhost never share a queue. ``queue_type`` is the default
-    for task queues and for tasks sent by name that have no queue yet.
+    Every option not given comes from its ``TASKQ_*`` variable, else its default
+    (:class:`~taskq.settings.TaskqSettings`; ``self.settings`` holds the effective
+    values). ``broker`` and ``store`` take a URL or an instance (default: the embedded
+    ``memory://``). ``exchange`` (default ``"taskq"``) names every object the app
+    declares, so apps on one vhost never share a queue. ``result_ttl``: seconds a
+    finished task's record is kept (default: a day), ``None`` for ever. ``queue_type``
+    is the default for task queues and for tasks sent by name that have no queue yet.
 
     ``consumer_timeout`` must be the broker's (RabbitMQ's default: 30 minutes): no task
     may run longer than half of it (see ``Task.time_limit``). ``max_message_size``:
@@ -86,38 +87,54 @@ class TaskQueue:
         store: str | StatusStore | None = None,
         exchange: str | None = None,
         *,
-        queue_type: QueueType = "quorum",
-        publish_timeout: float = 10.0,
-        result_ttl: float | None = DEFAULT_TTL,
-        consumer_timeout: float = 1800.0,
-        max_message_size: int = 1024 * 1024,
+        queue_type: QueueType | None = None,
+        publish_timeout: float | None = None,
+        result_ttl: float | Literal["default"] | None = "default",
+        consumer_timeout: float | None = None,
+        max_message_size: int | None = None,
     ) -> None:
-        self.topology = Topology(exchange or os.environ.get("TASKQ_EXCHANGE") or "taskq")
-        self.queue_type = check_queue_type(queue_type)
-        if publish_timeout <= 0:
+        # Checked here with the messages users know; the settings model checks the
+        # environment's values (and these again).
+        if queue_type is not None:
+            check_queue_type(queue_type)
+        if publish_timeout is not None and not publish_timeout > 0:
             raise ConfigurationError("publish_timeout must be a positive number of seconds")
-        if not consumer_timeout > 0:
+        if consumer_timeout is not None and not consumer_timeout > 0:
             raise ConfigurationError("consumer_timeout must be a positive number of seconds")
-        if max_message_size < 1:
+        if max_message_size is not None and max_message_size < 1:
             raise ConfigurationError("max_message_size must be a positive number of bytes")
-        self.consumer_timeout = float(consumer_timeout)
-        self.max_message_size = max_message_size
+        #: The arguments given, as :meth:`TaskqSettings.sources` wants them.
+        self.arguments: dict[str, Any] = {
+            "broker_url": broker if isinstance(broker, str) else None,
+            "store_url": store if isinstance(store, str) else None,
+            "exchange": exchange or None,
+            "queue_type": queue_type,
+            "publish_timeout": publish_timeout,
+            "consumer_timeout": consumer_timeout,
+            "max_message_size": max_message_size,
+        }
+        #: Arguments over ``TASKQ_*`` variables over defaults (see :mod:`taskq.settings`).
+        self.settings = TaskqSettings.load(**self.arguments)
+        if result_ttl != "default":  # None is an argument here: keep records forever
+            self.arguments["result_ttl"] = result_ttl
+            self.settings = self.settings.model_copy(update={"result_ttl": result_ttl})
+        settings = self.settings
+        self.topology = Topology(settings.exchange)
+        self.queue_type = check_queue_type(settings.queue_type)
+        self.consumer_timeout = float(settings.consumer_timeout)
+        self.max_message_size = settings.max_message_size
         self.broker: Broker = (
             broker
             if isinstance(broker, Broker)
             else broker_from_url(
-                broker or os.environ.get("TASKQ_BROKER_URL") or MEMORY_URL,
-                self.topology,
-                publish_timeout=publish_timeout,
+                settings.broker_url, self.topology, publish_timeout=settings.publish_timeout
             )
         )
         self.store: StatusStore = (
             store
             if isinstance(store, StatusStore)
             else store_from_url(
-                store or os.environ.get("TASKQ_STORE_URL") or MEMORY_URL,
-                ttl=result_ttl,
-                prefix=self.topology.exchange,
+                settings.store_url, ttl=settings.result_ttl, prefix=self.topology.exchange
             )
         )
         #: Registered tasks by name.

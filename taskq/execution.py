@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -82,7 +83,9 @@ class TaskRunner:
         self.store = app.store
         self.threads = threads
         self.on_overrun = on_overrun
-        self.log = _log.bind(worker=worker_id)
+        # Every line of a task's life carries the pid: one log stream holds a pool's
+        # processes, and a supervisor reports a dead child by its pid.
+        self.log = _log.bind(worker=worker_id, pid=os.getpid())
 
     async def run(self, delivery: Delivery) -> tuple[Outcome, Any]:
         """The outcome for ``delivery`` and the logger bound to its task. Never raises
@@ -140,9 +143,10 @@ class TaskRunner:
             duration = round(time.perf_counter() - started, 6)
             error = ErrorInfo.from_exception(exc, traceback.format_exc())
             delay = task.retry.decide(exc, status.attempts)
+            log = log.bind(duration=duration)  # on the retry and dead-letter lines too
             if delay is not None:
                 return await self._retry(delivery, message, task, error, delay, log), log
-            log.error("task failed", duration=duration, exc_info=exc)
+            log.error("task failed", exc_info=exc)
             return await self._fail(message, task, error, status.attempts, exc, log), log
         try:
             result = to_jsonable(value, what=f"result of task {task.name!r}")

@@ -32,6 +32,7 @@ from taskq.app import TaskQueue
 from taskq.brokers.base import Consumer, Delivery
 from taskq.errors import BrokerError, ConfigurationError
 from taskq.execution import TaskRunner
+from taskq.settings import TaskqSettings
 from taskq.settle import Outcome, settle
 from taskq.task import Task
 from taskq.topology import topic_matches
@@ -60,22 +61,25 @@ class Worker:
         self,
         app: TaskQueue,
         *,
-        concurrency: int = 16,
+        concurrency: int | None = None,
         tasks: Sequence[str] | None = None,
         threads: int | None = None,
-        grace: float = 30.0,
+        grace: float | None = None,
     ) -> None:
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ConfigurationError("threads must be at least 1")
         if isinstance(tasks, str):
             raise ConfigurationError("tasks= takes a list of patterns, e.g. ['emails.*']")
+        # Not given: TASKQ_CONCURRENCY / TASKQ_THREADS / TASKQ_GRACE, else 16 / the
+        # concurrency / 30 s (taskq.settings).
+        settings = TaskqSettings.load(concurrency=concurrency, threads=threads, grace=grace)
         self.app = app
-        self.concurrency = concurrency
+        self.concurrency = settings.concurrency
         self.patterns = list(tasks) if tasks is not None else None
-        self.threads = threads or concurrency
-        self.grace = grace
+        self.threads = settings.threads or settings.concurrency
+        self.grace = settings.grace
         self.id = f"{os.getpid()}-{id(self):x}"
         self._consumer: Consumer | None = None
         #: Deliveries not started yet, with when they arrived (monotonic seconds).

@@ -37,7 +37,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taskq.cli import dead, inspect, tasks, worker
+from taskq.cli import config, dead, inspect, tasks, worker
 from taskq.cli.common import (
     RET_CONNECT,
     RET_ERROR,
@@ -53,8 +53,9 @@ from taskq.cli.common import (
     error,
     load_app,
 )
-from taskq.errors import BrokerConnectionError, StoreError, TaskqError
+from taskq.errors import BrokerConnectionError, ConfigurationError, StoreError, TaskqError
 from taskq.logconfig import LOG_FORMATS, LOG_LEVELS, configure_logging
+from taskq.settings import TaskqSettings
 
 __all__ = [
     "RET_CONNECT",
@@ -80,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.lower,
         choices=LOG_LEVELS,
         default=None,
-        help="default: info for worker, warning for the others",
+        help="default: TASKQ_LOG_LEVEL, else info for worker, warning for the others",
     )
     group.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
-        default="auto",
-        help="console on a terminal, JSON lines otherwise (default: auto)",
+        default=None,
+        help="console on a terminal, JSON lines otherwise (default: TASKQ_LOG_FORMAT, else auto)",
     )
     app_option = Parser(add_help=False)
     app_option.add_argument(
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.register(commands, logging_options=logging_options, app_option=app_option)
     dead.register(commands, logging_options=logging_options, app_option=app_option)
     inspect.register(commands, logging_options=logging_options)
+    config.register(commands, logging_options=logging_options)
     return parser
 
 
@@ -109,10 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # to start the same command again (`_replace_process`)
-    level = args.log_level or args.default_level
+    try:  # the flags, else TASKQ_LOG_LEVEL / TASKQ_LOG_FORMAT
+        logging_settings = TaskqSettings.load(log_level=args.log_level, log_format=args.log_format)
+    except ConfigurationError as exc:
+        error(str(exc))
+        return RET_ERROR
+    level = logging_settings.log_level or args.default_level
     configure_logging(
         level=level,
-        fmt=args.log_format,
+        fmt=logging_settings.log_format,
         # A worker's log shows the driver's reconnects; send and status answer in one
         # line, and the driver's own account of a failed connect would only repeat it.
         drivers_level=level if args.run is worker.cmd_worker or level == "debug" else "critical",
