@@ -65,11 +65,14 @@ class Worker:
         tasks: Sequence[str] | None = None,
         threads: int | None = None,
         grace: float | None = None,
+        max_tasks: int | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         if threads is not None and threads < 1:
             raise ConfigurationError("threads must be at least 1")
+        if max_tasks is not None and max_tasks < 1:
+            raise ConfigurationError("max_tasks must be at least 1")
         if isinstance(tasks, str):
             raise ConfigurationError("tasks= takes a list of patterns, e.g. ['emails.*']")
         # Not given: TASKQ_CONCURRENCY / TASKQ_THREADS / TASKQ_GRACE, else 16 / the
@@ -80,6 +83,10 @@ class Worker:
         self.patterns = list(tasks) if tasks is not None else None
         self.threads = settings.threads or settings.concurrency
         self.grace = settings.grace
+        #: Stop gracefully after this many tasks ran (``--max-tasks-per-child``: the
+        #: supervisor then starts a fresh process, which frees what user code leaked).
+        self.max_tasks = max_tasks
+        self.tasks_done = 0
         self.id = f"{os.getpid()}-{id(self):x}"
         self._consumer: Consumer | None = None
         #: Deliveries not started yet, with when they arrived (monotonic seconds).
@@ -159,7 +166,7 @@ class Worker:
             if item is None:
                 return
             delivery, arrived = item
-            if self._stopping:  # taken after stop began: it has not started, give it back
+            if self._stopping or self._spent:  # not started: give it back
                 await settle(self.app.broker, delivery, Outcome.requeue("worker stopping"), log)
                 continue
             if self._too_late(delivery, arrived):
@@ -178,6 +185,17 @@ class Worker:
                 # Unsettled, the message goes back when the consumer closes; this
                 # runner lives on to take the next one.
                 task_log.exception("could not settle the message; left for redelivery")
+            self._count_done()
+
+    @property
+    def _spent(self) -> bool:
+        return self.max_tasks is not None and self.tasks_done >= self.max_tasks
+
+    def _count_done(self) -> None:
+        self.tasks_done += 1
+        if self.tasks_done == self.max_tasks:
+            log.info("worker recycling after its task limit", worker=self.id, tasks=self.tasks_done)
+            self.request_stop()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop gracefully; idempotent. Waits ``grace`` seconds (default: the worker's)

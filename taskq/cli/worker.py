@@ -1,4 +1,10 @@
-"""``taskq worker``: run an app's tasks until SIGTERM / SIGINT."""
+"""``taskq worker``: run an app's tasks until SIGTERM / SIGINT.
+
+One process by default. ``--processes N`` or ``--max-tasks-per-child`` put N of them
+under a supervisor (``taskq/supervisor.py``) that restarts the ones that die; each
+child runs this same command line, told by ``TASKQ_WORKER_SLOT`` to be one worker.
+``--check`` only reports what a worker would run and whether it could connect.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,10 @@ from typing import Any, NoReturn
 
 import structlog
 
-from taskq.cli.common import RET_OK, load_app
+from taskq import health
+from taskq.cli.check import cmd_check
+from taskq.cli.common import RET_OK, load_app, positive_int
+from taskq.supervisor import SLOT_ENV, Supervisor, child_health_file
 from taskq.worker import THREAD_NAME_PREFIX, Worker
 
 
@@ -47,10 +56,55 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
         help="on stop, how long running tasks may finish before they are cancelled and "
         "requeued (default: 30)",
     )
+    worker.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes, under a supervisor that restarts them when N > 1 (default: 1)",
+    )
+    worker.add_argument(
+        "--max-tasks-per-child",
+        type=positive_int,
+        metavar="N",
+        help="replace a worker process by a fresh one after N tasks (frees what tasks "
+        "leaked); always runs under the supervisor",
+    )
+    worker.add_argument(
+        "--health-file",
+        metavar="PATH",
+        help="touched every --health-interval seconds while the event loop runs; under the "
+        "supervisor each child touches PATH.<slot> and the supervisor PATH",
+    )
+    worker.add_argument(
+        "--health-interval",
+        type=float,
+        default=health.DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help=f"(default: {health.DEFAULT_INTERVAL:g}); a file older than "
+        f"{health.STALE_INTERVALS} intervals belongs to a wedged process",
+    )
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="list the app's tasks, check the broker and store connections, and exit",
+    )
+    worker.add_argument("--json", action="store_true", help="with --check: print JSON")
     worker.set_defaults(run=cmd_worker, default_level="info")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.check:
+        return cmd_check(args)
+    slot = os.environ.get(SLOT_ENV)
+    if slot is None and (args.processes > 1 or args.max_tasks_per_child is not None):
+        supervisor = Supervisor(
+            [sys.executable, "-m", "taskq", *args.argv],
+            processes=args.processes,
+            health_file=args.health_file,
+            health_interval=args.health_interval,
+        )
+        return supervisor.run()
     app = load_app(args.app_path)
     worker = Worker(
         app,
@@ -58,12 +112,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         tasks=args.tasks,
         threads=args.threads,
         grace=args.grace,
+        max_tasks=args.max_tasks_per_child,
     )
-    asyncio.run(worker.run())  # SIGTERM / SIGINT: graceful stop, then return
+    health_file = args.health_file
+    if health_file is not None and slot is not None:
+        health_file = child_health_file(health_file, int(slot))
+    # SIGTERM / SIGINT: graceful stop, then return
+    asyncio.run(_serve(worker, health_file, args.health_interval))
     if worker.replace_requested:
         _replace_process(args.argv)
     _exit_past_stuck_threads()
     return RET_OK
+
+
+async def _serve(worker: Worker, health_file: str | None, interval: float) -> None:
+    async with health.heartbeat(health_file, interval):
+        await worker.run()
 
 
 def _replace_process(argv: Sequence[str]) -> NoReturn:
