@@ -41,14 +41,15 @@ def touch(path: str | os.PathLike[str]) -> None:
     Path(path).touch()
 
 
-def age(path: str | os.PathLike[str], *, since: float) -> float:
-    """Seconds since ``path`` was last touched, or since ``since`` (a ``time.time()``,
-    e.g. when its process started) if that is later or the file does not exist yet."""
+def age(path: str | os.PathLike[str], *, since: float) -> float | None:
+    """Seconds since ``path`` was last touched; ``None`` if it was not touched since
+    ``since`` (a ``time.time()``: when its process started, so a file left by the
+    process before it does not count)."""
     try:
         mtime = os.stat(path).st_mtime
     except FileNotFoundError:
-        mtime = since
-    return time.time() - max(mtime, since)
+        return None
+    return None if mtime < since else time.time() - mtime
 
 
 @contextlib.asynccontextmanager

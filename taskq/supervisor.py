@@ -15,7 +15,8 @@ nothing.
   codes 1, 2, 3, 64) stops everything: the command itself is wrong, and restarting
   it would only repeat the error.
 - A child whose health file (``--health-file``) went stale is wedged: killed, and
-  restarted as above. The supervisor touches the health file itself.
+  restarted as above (a child has ``STARTUP_GRACE`` to import the app and touch it a
+  first time). The supervisor touches the health file itself.
 - SIGTERM / SIGINT is forwarded to every child, which finishes its running tasks
   within its grace period; a second SIGINT kills them at once (SIGKILL). The
   supervisor exits 0 once every child stopped cleanly.
@@ -61,6 +62,9 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 #: A child that ran this long resets its slot's backoff.
 STABLE_AFTER = 60.0
+#: Seconds a child may take to import the app and start its event loop (its first
+#: touch of its health file) before it counts as wedged.
+STARTUP_GRACE = 60.0
 #: How often the supervisor looks at its children.
 POLL_INTERVAL = 0.1
 
@@ -225,6 +229,10 @@ class Supervisor:
                 continue
             path = child_health_file(self.health_file, slot.index)
             age = health.age(path, since=slot.started_at)
+            if age is None:  # still importing the app and connecting
+                age = time.time() - slot.started_at
+                if age <= max(stale_after, STARTUP_GRACE):
+                    continue
             if age > stale_after and slot.process.poll() is None:
                 log.error(
                     "worker process is wedged (its health file went stale); killing it",

@@ -196,7 +196,7 @@ async def test_health_files_are_touched_while_the_workers_run(
 ) -> None:
     path = tmp_path / "health"
     await launch(
-        "--processes", "2", "--health-file", str(path), "--health-interval", "0.2", workers=2
+        "--processes", "2", "--health-file", str(path), "--health-interval", "0.5", workers=2
     )
     files = [path, tmp_path / "health.0", tmp_path / "health.1"]
     await eventually(_mtimes(files), lambda m: all(m))
@@ -209,7 +209,7 @@ async def test_a_single_worker_touches_the_health_file_itself(
     launch: Launch, tmp_path: Path
 ) -> None:
     path = tmp_path / "health"
-    worker = await launch("--health-file", str(path), "--health-interval", "0.2")
+    worker = await launch("--health-file", str(path), "--health-interval", "0.5")
     assert "supervisor started" not in worker.events()
     await eventually(_mtimes([path]), lambda m: all(m))
 
@@ -222,7 +222,7 @@ async def test_a_child_whose_event_loop_is_wedged_is_killed_and_replaced(
 ) -> None:
     sup = await launch(
         "--processes", "1", "--max-tasks-per-child", "100",
-        "--health-file", str(tmp_path / "health"), "--health-interval", "0.2",
+        "--health-file", str(tmp_path / "health"), "--health-interval", "0.5",
     )  # fmt: skip
     await client.send("sup.wedge", args=[30])
 
