@@ -3,7 +3,11 @@ default; ``taskq config`` shows the effective values, passwords masked."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
+from typing import Any
 
 import pytest
 
@@ -11,7 +15,8 @@ from taskq import TaskQueue
 from taskq.errors import ConfigurationError
 from taskq.settings import TaskqSettings
 from taskq.worker import Worker
-from tests.deployment import environment, run_python
+from tests.deployment import ROOT, environment, run_python, tear_down
+from tests.logging_app import TASK_NAMES
 
 SECRET = "s3cr3t-pw"
 
@@ -149,3 +154,38 @@ async def test_taskq_config_refuses_a_bad_variable_in_one_line() -> None:
         "taskq: error: invalid settings: TASKQ_GRACE='soon': "
         "Input should be a valid number, unable to parse string as a number"
     ]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), 3), (("--concurrency", "5"), 5)])
+async def test_taskq_worker_takes_a_flag_over_its_variable(
+    flags: tuple[str, ...], expected: int, amqp_url: str, redis_url: str, exchange: str
+) -> None:
+    env = environment(broker_url=amqp_url, store_url=redis_url, exchange=exchange, concurrency="3")
+    try:
+        started = await _worker_started(env, *flags)
+    finally:
+        await tear_down(amqp_url, redis_url, exchange, TASK_NAMES)
+
+    assert started["concurrency"] == expected
+
+
+async def _worker_started(env: dict[str, str], *flags: str) -> dict[str, Any]:
+    """The ``worker started`` line of a ``taskq worker``, which is then stopped."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "taskq", "worker", "tests.logging_app:app",
+        "--log-format", "json", *flags,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                line = await proc.stderr.readline()
+                assert line, "the worker exited before it started"
+                event = json.loads(line)
+                if event["event"] == "worker started":
+                    return event  # type: ignore[no-any-return]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await proc.communicate()

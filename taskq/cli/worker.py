@@ -22,6 +22,7 @@ import structlog
 from taskq import health
 from taskq.cli.check import cmd_check
 from taskq.cli.common import RET_OK, load_app, positive_int
+from taskq.settings import TaskqSettings
 from taskq.supervisor import SLOT_ENV, Supervisor, child_health_file
 from taskq.worker import THREAD_NAME_PREFIX, Worker
 
@@ -34,9 +35,10 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
     worker.add_argument(
         "--concurrency",
         type=int,
-        default=16,
+        default=None,
         metavar="N",
-        help="tasks run at once, and the prefetch of each task queue (default: 16)",
+        help="tasks run at once, and the prefetch of each task queue "
+        "(default: TASKQ_CONCURRENCY, else 16)",
     )
     worker.add_argument(
         "--tasks",
@@ -51,17 +53,18 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
     worker.add_argument(
         "--grace",
         type=float,
-        default=30.0,
+        default=None,
         metavar="SECONDS",
         help="on stop, how long running tasks may finish before they are cancelled and "
-        "requeued (default: 30)",
+        "requeued (default: TASKQ_GRACE, else 30)",
     )
     worker.add_argument(
         "--processes",
         type=positive_int,
-        default=1,
+        default=None,
         metavar="N",
-        help="worker processes, under a supervisor that restarts them when N > 1 (default: 1)",
+        help="worker processes, under a supervisor that restarts them when N > 1 "
+        "(default: TASKQ_PROCESSES, else 1)",
     )
     worker.add_argument(
         "--max-tasks-per-child",
@@ -96,11 +99,19 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.check:
         return cmd_check(args)
+    # The flags, else TASKQ_* variables (children inherit them), else the defaults.
+    settings = TaskqSettings.load(
+        concurrency=args.concurrency,
+        threads=args.threads,
+        grace=args.grace,
+        processes=args.processes,
+        max_tasks_per_child=args.max_tasks_per_child,
+    )
     slot = os.environ.get(SLOT_ENV)
-    if slot is None and (args.processes > 1 or args.max_tasks_per_child is not None):
+    if slot is None and (settings.processes > 1 or settings.max_tasks_per_child is not None):
         supervisor = Supervisor(
             [sys.executable, "-m", "taskq", *args.argv],
-            processes=args.processes,
+            processes=settings.processes,
             health_file=args.health_file,
             health_interval=args.health_interval,
         )
@@ -108,11 +119,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.app_path)
     worker = Worker(
         app,
-        concurrency=args.concurrency,
+        concurrency=settings.concurrency,
         tasks=args.tasks,
-        threads=args.threads,
-        grace=args.grace,
-        max_tasks=args.max_tasks_per_child,
+        threads=settings.threads,
+        grace=settings.grace,
+        max_tasks=settings.max_tasks_per_child,
     )
     health_file = args.health_file
     if health_file is not None and slot is not None:
