@@ -463,6 +463,20 @@ async def test_recent_filters_by_name_and_state_and_stops_at_the_limit(
     assert await store.recent(name="nothing") == []
 
 
+async def test_recent_looks_past_a_page_of_the_index_that_holds_no_match(
+    store: StatusStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskq.stores.redis._RECENT_PAGE", 2)  # Redis reads 2 at a time
+    ids = await fill(store)
+    assert [s.id for s in await store.recent(name="div")] == [ids["div-failed"]]
+    assert len(await store.recent(limit=5)) == 5
+    assert [s.id for s in await store.recent(name="add", state=FAILED, limit=3)] == [
+        ids["add-failed-3"],
+        ids["add-failed-2"],
+        ids["add-failed-1"],
+    ]
+
+
 async def test_recent_orders_by_the_last_write_not_the_creation(store: StatusStore) -> None:
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
     await store.create(first, "t")
