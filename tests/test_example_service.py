@@ -94,9 +94,9 @@ def free_port() -> int:
         return port
 
 
-async def worker_started(worker: Process) -> None:
+async def worker_started(worker: Process, processes: int = 1) -> None:
     deadline = time.monotonic() + START_TIMEOUT
-    while '"worker started"' not in worker.text():
+    while worker.text().count('"worker started"') < processes:
         assert worker.proc.returncode is None, f"worker exited early:\n{worker.text()}"
         assert time.monotonic() < deadline, f"worker did not start:\n{worker.text()}"
         await asyncio.sleep(0.05)
@@ -136,12 +136,18 @@ async def test_the_service_sends_by_name_to_its_two_worker_pools_and_runs_intern
     # Given the API under uvicorn and one worker pool per RabbitMQ app
     port = free_port()
     api = await spawn("-m", "uvicorn", "examples.service.api:app", "--port", str(port))
-    pools = {
-        name: await spawn("-m", "taskq", "worker", f"workers.{name}:app", "--log-format", "json")
-        for name in ("scheduler", "critical")
+    pools = {  # as the README starts them, the scheduler's under the supervisor
+        name: await spawn(
+            "-m", "taskq", "worker", f"workers.{name}:app", "--log-format", "json", *args
+        )
+        for name, args in (("scheduler", ["--processes", "2"]), ("critical", []))
     }
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        await asyncio.gather(api_serving(api, client), *map(worker_started, pools.values()))
+        await asyncio.gather(
+            api_serving(api, client),
+            worker_started(pools["scheduler"], processes=2),
+            worker_started(pools["critical"]),
+        )
 
         # When a client asks for notifications, a charge and an audit record
         users = [str(uuid.uuid4()), str(uuid.uuid4())]
