@@ -17,6 +17,7 @@ import structlog
 
 from taskq.brokers import Broker, DeadLetter, broker_from_url
 from taskq.errors import ConfigurationError, MessageTooLarge, TaskqError, UnknownTask
+from taskq.events import Events
 from taskq.handle import TaskHandle
 from taskq.message import TaskMessage, new_task_id
 from taskq.retry import RetryPolicy
@@ -79,6 +80,8 @@ class TaskQueue:
     ``consumer_timeout`` must be the broker's (RabbitMQ's default: 30 minutes): no task
     may run longer than half of it (see ``Task.time_limit``). ``max_message_size``:
     a bigger task message raises :class:`MessageTooLarge` at once, before it travels.
+    ``events=True`` publishes each task's lifecycle to ``taskq.events`` (see
+    :mod:`taskq.events`); off by default, at no cost.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class TaskQueue:
         result_ttl: float | Literal["default"] | None = "default",
         consumer_timeout: float | None = None,
         max_message_size: int | None = None,
+        events: bool | None = None,
     ) -> None:
         # Checked here with the messages users know; the settings model checks the
         # environment's values (and these again).
@@ -112,6 +116,7 @@ class TaskQueue:
             "publish_timeout": publish_timeout,
             "consumer_timeout": consumer_timeout,
             "max_message_size": max_message_size,
+            "events": events,
         }
         #: Arguments over ``TASKQ_*`` variables over defaults (see :mod:`taskq.settings`).
         self.settings = TaskqSettings.load(**self.arguments)
@@ -139,6 +144,10 @@ class TaskQueue:
         )
         #: Registered tasks by name.
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Lifecycle events (:mod:`taskq.events`); ``None`` while off, the default.
+        self.events: Events | None = (
+            Events.for_broker(self.broker, self.topology.exchange) if settings.events else None
+        )
         self._connected = False
         self._connect_lock = asyncio.Lock()
 
@@ -248,6 +257,8 @@ class TaskQueue:
         async with self._connect_lock:
             self._connected = False
             try:
+                if self.events is not None:
+                    await self.events.close()
                 await self.broker.close()
             finally:
                 await self.store.close()
@@ -341,6 +352,8 @@ class TaskQueue:
             name = existing.name if existing is not None else spec.task
             log.debug("task already known, not published again", task_id=message.id, task=name)
             return TaskHandle(self, message.id, name)
+        if self.events is not None:  # before the publish: a worker's `started` comes after
+            await self.events.emit("queued", message.id, spec.task)
         try:
             await self.broker.publish(spec, body, task_id=message.id, delay=delay)
         except BaseException as exc:

@@ -81,6 +81,8 @@ class TaskRunner:
     ) -> None:
         self.app = app
         self.store = app.store
+        #: Lifecycle events, emitted where each state is recorded; ``None`` when off.
+        self.events = app.events
         self.threads = threads
         self.on_overrun = on_overrun
         # Every line of a task's life carries the pid: one log stream holds a pool's
@@ -127,6 +129,8 @@ class TaskRunner:
         if status is None:
             return await self._already_finished(message, log), log
         log = log.bind(attempt=status.attempts)
+        if self.events is not None:
+            await self.events.emit("started", message.id, task.name, attempt=status.attempts)
         if status.attempts > task.retry.max_attempts:
             return await self._poisoned(message, task, status.attempts, log), log
 
@@ -163,6 +167,10 @@ class TaskRunner:
             log.warning("task ran again after it had finished; first outcome kept")
         else:
             log.info("task succeeded", duration=round(duration, 6))
+            if self.events is not None:
+                await self.events.emit(
+                    "succeeded", message.id, task.name, attempt=recorded.attempts
+                )
         return Outcome.ack(), log
 
     async def _call(
@@ -209,6 +217,10 @@ class TaskRunner:
         )
         if recorded is None:  # finished meanwhile by a duplicate delivery
             return await self._already_finished(message, log)
+        if self.events is not None:
+            await self.events.emit(
+                "retrying", message.id, task.name, attempt=recorded.attempts, error=error
+            )
         try:
             await self.app.broker.publish(
                 task.queue, delivery.body, task_id=message.id, delay=delay
@@ -233,7 +245,7 @@ class TaskRunner:
         exc: BaseException,
         log: Any,
     ) -> Outcome:
-        await self.store.transition(message.id, task.name, TaskState.FAILED, error=error)
+        await self._record_failed(message.id, task.name, error, attempts)
         if isinstance(exc, Reject):
             return Outcome.dead_letter(f"rejected: {error.message}")
         tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
@@ -248,7 +260,7 @@ class TaskRunner:
             "(its worker died or was killed)"
         )
         error = ErrorInfo(type=WORKER_LOST, message=reason)
-        await self.store.transition(message.id, task.name, TaskState.FAILED, error=error)
+        await self._record_failed(message.id, task.name, error, attempts)
         log.error("poison message; dead-lettering it instead of running it again")
         return Outcome.dead_letter(reason)
 
@@ -264,8 +276,15 @@ class TaskRunner:
         reason = exc.reason if isinstance(exc, MalformedMessage) else str(exc)
         if task_id is not None:
             error = ErrorInfo(type=type(exc).__name__, message=reason)
-            await self.store.transition(task_id, name, TaskState.FAILED, error=error)
+            await self._record_failed(task_id, name, error, None)
         return Outcome.dead_letter(reason)
+
+    async def _record_failed(
+        self, task_id: str, name: str, error: ErrorInfo, attempts: int | None
+    ) -> None:
+        recorded = await self.store.transition(task_id, name, TaskState.FAILED, error=error)
+        if recorded is not None and self.events is not None:
+            await self.events.emit("failed", task_id, name, attempt=attempts, error=error)
 
     async def _already_finished(self, message: TaskMessage, log: Any) -> Outcome:
         current = await self.store.get(message.id)

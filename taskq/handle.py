@@ -48,7 +48,11 @@ class TaskHandle:
         """
         await self._app.store.connect()
         limit = math.inf if timeout is None else timeout
-        status = await self._app.store.wait(self.id, limit)
+        events = self._app.events
+        if events is not None and events.waker is not None:  # woken by events
+            status = await events.waker.wait(self.id, self.status, limit)
+        else:
+            status = await self._app.store.wait(self.id, limit)
         if status is None or not status.finished:
             raise ResultTimeout(self.id, limit, status)
         if status.state is TaskState.FAILED:

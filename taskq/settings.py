@@ -69,6 +69,8 @@ class TaskqSettings(BaseSettings):
     consumer_timeout: float = Field(1800.0, gt=0)
     #: Bytes a task message may have.
     max_message_size: int = Field(1024 * 1024, ge=1)
+    #: Publish lifecycle events to ``taskq.events`` (:mod:`taskq.events`).
+    events: bool = False
 
     # -- the worker -------------------------------------------------------------------
     #: Tasks run at once per worker process, and the prefetch of each task queue.

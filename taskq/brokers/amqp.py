@@ -153,6 +153,11 @@ class AmqpBroker(Broker):
             )
             return connection
 
+    async def open_connection(self, role: str) -> AbstractRobustConnection:
+        """A robust connection to this broker for a side channel of ``role`` (lifecycle
+        events: :mod:`taskq.events`), apart from the task traffic; the caller closes it."""
+        return await self._open(role)
+
     async def _open_publisher(self) -> _Publisher:
         t = self.topology
         connection = await self._open("publish")

@@ -7,6 +7,7 @@ status, operate the dead letters.
     taskq dead list --task emails.send --limit 20
     taskq dead requeue --task emails.send        # or: taskq dead requeue ID ...
     taskq dead purge
+    taskq events 'failed.#' --json      # tail lifecycle events until Ctrl-C
 
 ``APP_PATH`` is ``package.module:attribute`` naming a :class:`~taskq.TaskQueue`; the
 current directory is put first on ``sys.path`` (as uvicorn does), so the app's own
@@ -37,7 +38,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taskq.cli import config, dead, inspect, tasks, worker
+from taskq.cli import config, dead, events, inspect, tasks, worker
 from taskq.cli.common import (
     RET_CONNECT,
     RET_ERROR,
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.register(commands, logging_options=logging_options, app_option=app_option)
     dead.register(commands, logging_options=logging_options, app_option=app_option)
     inspect.register(commands, logging_options=logging_options)
+    events.register(commands, logging_options=logging_options, app_option=app_option)
     config.register(commands, logging_options=logging_options)
     return parser
 
