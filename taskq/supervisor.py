@@ -104,6 +104,8 @@ class Supervisor:
         self.env = dict(os.environ if env is None else env)
         self._stop_signal: int | None = None
         self._killed = False
+        self._stop_sent = False
+        self._kill_sent = False
         self._exit_code = 0
         self._last_beat = 0.0
 
@@ -114,6 +116,7 @@ class Supervisor:
         log.info("supervisor started", pid=os.getpid(), processes=len(self.slots))
         try:
             while not self._done():
+                self._forward_signals()
                 self._reap()
                 if self._stop_signal is None:
                     self._start_due()
@@ -130,12 +133,20 @@ class Supervisor:
     # -- signals --------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only noted here; the loop passes it on (``_forward_signals``). Passed on from
+        # here, it could miss a child the loop was starting at that very moment.
         if self._stop_signal is None:
             self._stop_signal = signum
-            log.info("stopping the worker processes", signal=signal.Signals(signum).name)
-            self._signal_children(signum)
-        elif signum == signal.SIGINT and not self._killed:
+        elif signum == signal.SIGINT:
             self._killed = True
+
+    def _forward_signals(self) -> None:
+        if self._stop_signal is not None and not self._stop_sent:
+            self._stop_sent = True
+            log.info("stopping the worker processes", signal=signal.Signals(self._stop_signal).name)
+            self._signal_children(self._stop_signal)
+        if self._killed and not self._kill_sent:
+            self._kill_sent = True
             self._exit_code = RET_KILLED
             log.warning("second SIGINT: killing the worker processes")
             self._signal_children(signal.SIGKILL)
@@ -203,7 +214,6 @@ class Supervisor:
             log.error("worker process failed at startup; stopping", pid=pid, slot=slot.index, **how)
             self._exit_code = code
             self._stop_signal = signal.SIGTERM
-            self._signal_children(signal.SIGTERM)
             return
         if ran >= STABLE_AFTER:
             slot.backoff = BACKOFF_START

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from taskq import TaskHandle, TaskQueue, TaskState
 from taskq.cli import RET_CONNECT, RET_OK
+from taskq.supervisor import RET_KILLED
 from tests.deployment import environment, run_python, tear_down
 from tests.helpers import eventually
 from tests.supervisor_app import TASK_NAMES
@@ -189,6 +190,33 @@ async def test_sigterm_to_the_supervisor_lets_running_tasks_finish_and_exits_0(
     assert states == [TaskState.SUCCEEDED] * 4
     assert sup.events().count("worker process stopped") == 2
     assert "supervisor stopped" in sup.events()
+
+
+async def test_a_second_sigint_kills_the_children_at_once(
+    launch: Launch, client: TaskQueue
+) -> None:
+    sup = await launch("--processes", "2", workers=2)
+    touches = await send_touches(client, 2, seconds=60)
+    for t in touches:
+        await eventually(t.handle.status, lambda s: s is not None and s.state == "started")
+
+    sup.proc.send_signal(signal.SIGINT)
+    await sup.until("forwarded", lambda p: "stopping the worker processes" in p.events())
+    sup.proc.send_signal(signal.SIGINT)
+
+    assert await asyncio.wait_for(sup.proc.wait(), 10) == RET_KILLED
+    assert "second SIGINT: killing the worker processes" in sup.events()
+    assert sup.events().count("worker process stopped") == 2
+
+
+async def test_a_command_that_cannot_start_stops_the_supervisor_with_its_exit_code() -> None:
+    env = environment(broker_url="amqp://guest:s3cret@127.0.0.1:1/", store_url="memory://")
+
+    ran = await run_python("-m", "taskq", "worker", APP, "--processes", "2", env=env)
+
+    assert ran.returncode == RET_CONNECT, ran.stderr
+    assert "worker process failed at startup; stopping" in ran.stderr
+    assert "s3cret" not in ran.stdout + ran.stderr
 
 
 async def test_health_files_are_touched_while_the_workers_run(
