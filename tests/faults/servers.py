@@ -26,7 +26,9 @@ How the node is kept apart from the machine's broker:
   distribution port, data, logs and pid file under one temporary directory;
 - its own ``RABBITMQ_CONF_ENV_FILE`` (the machine's ``rabbitmq-env.conf`` names
   ``rabbit@localhost``, which must never be ours) and ``RABBITMQ_CONFIG_FILE``;
-- an empty ``RABBITMQ_ENABLED_PLUGINS_FILE``: no management listener on 15672;
+- its own ``RABBITMQ_ENABLED_PLUGINS_FILE``, empty unless ``plugins`` names some: no
+  management listener on 15672 (a test that enables ``rabbitmq_management`` gives it a
+  free port of 127.0.0.1 in ``config``);
 - its own ``HOME``, hence its own Erlang cookie, used by the ``rabbitmqctl -n`` calls
   made through :meth:`RabbitNode.ctl`;
 - everything bound to 127.0.0.1 (AMQP listener, distribution, epmd).
@@ -162,6 +164,8 @@ class RabbitNode(Managed):
     (``listeners.ssl.default = 127.0.0.1:<port>``, ``ssl_options.cacertfile = ...``).
     ``advanced``: the text of its ``advanced.config`` (Erlang terms), for settings
     ``rabbitmq.conf`` cannot express, e.g. ``"[{rabbit, [{channel_tick_interval, 500}]}]."``.
+    ``plugins``: the plugins to enable (its ``enabled_plugins`` file; their dependencies
+    come along), e.g. ``["rabbitmq_management"]``; none by default.
     ``port`` and ``dist_port`` default to free ones. Nothing runs until :meth:`start`.
     """
 
@@ -170,6 +174,7 @@ class RabbitNode(Managed):
         *,
         config: Sequence[str] = (),
         advanced: str | None = None,
+        plugins: Sequence[str] = (),
         name: str | None = None,
         port: int | None = None,
         dist_port: int | None = None,
@@ -185,6 +190,7 @@ class RabbitNode(Managed):
         self.dist_port = dist_port or free_port()
         self.config = list(config)
         self.advanced = advanced
+        self.plugins = list(plugins)
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="taskq-rabbit-"))
         (self.base_dir / "owner.pid").write_text(str(os.getpid()))  # see sweep_leftovers
@@ -236,7 +242,7 @@ class RabbitNode(Managed):
         for directory in (self.home, self.mnesia_base, self.log_base):
             directory.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text("# taskq fault tests: everything comes from the environment\n")
-        self.plugins_file.write_text("[].\n")
+        self.plugins_file.write_text(f"[{','.join(self.plugins)}].\n")
         lines = [
             "loopback_users.guest = true",
             "log.console = false",
