@@ -24,6 +24,19 @@ from tests.deployment import ROOT, environment
 from tests.helpers import eventually
 
 
+async def delete_events_exchange(amqp_url: str) -> None:
+    """``taskq.events`` is one exchange per vhost, by its contract: a test that declared
+    it on the shared broker deletes it (RabbitMQ answers delete-ok when it is gone)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.exchange_delete(EVENTS_EXCHANGE)
+    finally:
+        await connection.close()
+
+
 @pytest_asyncio.fixture
 async def events_app(backend: str, exchange: str, request: pytest.FixtureRequest) -> Any:
     """A connected app with events on, on ``backend``; removed afterwards."""
@@ -40,6 +53,8 @@ async def events_app(backend: str, exchange: str, request: pytest.FixtureRequest
         yield app
     finally:
         await remove_app(app, list(app.tasks), redis)
+        if backend != "memory":
+            await delete_events_exchange(request.getfixturevalue("amqp_url"))
 
 
 class Seen:
@@ -154,6 +169,7 @@ async def test_events_are_off_by_default_and_nothing_is_declared_or_published(
         await subscription.close()
         await listener.close()
         await remove_app(app, ["events.quiet"], redis_url)
+        await delete_events_exchange(amqp_url)
 
 
 def test_taskq_events_1_turns_them_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,6 +253,7 @@ async def test_taskq_events_prints_the_events_it_selects_as_json_and_exits_0_on_
             proc.kill()
             await proc.wait()
         await remove_app(app, ["events.cli"], redis_url)
+        await delete_events_exchange(amqp_url)
 
 
 @pytest.mark.parametrize("backend", ["rabbitmq"])
@@ -286,3 +303,4 @@ async def test_an_event_no_one_listens_to_is_dropped_by_rabbitmq_not_returned(
         assert [r.getMessage() for r in caplog.records if r.name.startswith("aiormq")] == []
     finally:
         await app.close()
+        await delete_events_exchange(amqp_url)

@@ -29,8 +29,11 @@ __all__ = ["env"]  # the fixture, shared with tests/test_cli.py
 
 
 @pytest_asyncio.fixture
-async def rabbit(amqp_url: str, redis_url: str, exchange: str) -> AsyncIterator[TaskQueue]:
-    """This test's side of the deployment that ``env`` describes (``env`` deletes it)."""
+async def rabbit(
+    env: dict[str, str], amqp_url: str, redis_url: str, exchange: str
+) -> AsyncIterator[TaskQueue]:
+    """This test's side of the deployment that ``env`` describes (``env``, torn down
+    after this, deletes what both left)."""
     app = TaskQueue(broker=amqp_url, store=redis_url, exchange=exchange)
     await app.connect()
     try:
