@@ -151,13 +151,13 @@ class TaskRunner:
             if delay is not None:
                 return await self._retry(delivery, message, task, error, delay, log), log
             log.error("task failed", exc_info=exc)
-            return await self._fail(message, task, error, status.attempts, exc, log), log
+            return await self._fail(message, task, error, status.attempts, exc), log
         try:
             result = to_jsonable(value, what=f"result of task {task.name!r}")
         except SerializationError as exc:  # the same value every time: no retry
             error = ErrorInfo.from_exception(exc)
             log.error("task result cannot be stored", error=str(exc))
-            return await self._fail(message, task, error, status.attempts, exc, log), log
+            return await self._fail(message, task, error, status.attempts, exc), log
 
         duration = time.perf_counter() - started
         recorded = await self.store.transition(
@@ -243,7 +243,6 @@ class TaskRunner:
         error: ErrorInfo,
         attempts: int,
         exc: BaseException,
-        log: Any,
     ) -> Outcome:
         await self._record_failed(message.id, task.name, error, attempts)
         if isinstance(exc, Reject):
