@@ -9,7 +9,6 @@ child runs this same command line, told by ``TASKQ_WORKER_SLOT`` to be one worke
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import threading
@@ -19,7 +18,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from taskq import health
+from taskq import health, loops
 from taskq.cli.check import cmd_check
 from taskq.cli.common import RET_OK, load_app, positive_int
 from taskq.settings import TaskqSettings
@@ -129,7 +128,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if health_file is not None and slot is not None:
         health_file = child_health_file(health_file, int(slot))
     # SIGTERM / SIGINT: graceful stop, then return
-    asyncio.run(_serve(worker, health_file, args.health_interval))
+    loops.run(_serve(worker, health_file, args.health_interval))
     if worker.replace_requested:
         _replace_process(args.argv)
     _exit_past_stuck_threads()

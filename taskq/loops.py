@@ -1,0 +1,39 @@
+"""The event loop taskq's own processes run on: uvloop where it is installed.
+
+Only entry points that own their process call :func:`run` (``taskq worker``,
+``taskq bench``): a library never installs an event loop policy behind an
+application's back, so ``TaskQueue`` and ``Worker`` run on whatever loop the
+application gave them. uvloop halves the CPU aio-pika spends per message (frame
+encoding, callbacks, transports: measured for issue 5); it is a dependency only where
+it builds (``sys_platform != "win32"`` in ``pyproject.toml``), and everything works
+on asyncio's own loop without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's ``new_event_loop`` if uvloop is importable, else ``None`` (asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name() -> str:
+    """``"uvloop"`` or ``"asyncio"``: what :func:`run` will use (bench reports it)."""
+    return "uvloop" if loop_factory() is not None else "asyncio"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on uvloop where available, without touching the global
+    event loop policy."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
