@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from taskq.status import ErrorInfo, TaskState, TaskStatus
@@ -27,6 +29,20 @@ NO_RESULT: Final[Any] = _NoResult()
 
 #: How long records live after their last write, by default: one day.
 DEFAULT_TTL = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One conditional write, as :meth:`StatusStore.transition` (or, with
+    ``only_if_absent``, :meth:`StatusStore.create`) would make it: the unit of
+    :meth:`StatusStore.write_many`."""
+
+    task_id: str
+    name: str
+    state: TaskState
+    only_if_absent: bool = False
+    result: Any = field(default=NO_RESULT)
+    error: ErrorInfo | None = None
 
 
 class StatusStore(ABC):
@@ -80,6 +96,36 @@ class StatusStore(ABC):
         state sets ``finished_at``. A created record gets ``created_at``.
         """
         return await self._write(task_id, name, state, result=result, error=error)
+
+    async def create_many(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        """:meth:`create` for each ``(task_id, name)``, in one round trip where the
+        store has round trips (``send_many``); whether each record was written, in
+        order."""
+        writes = [
+            Write(task_id, name, TaskState.QUEUED, only_if_absent=True) for task_id, name in items
+        ]
+        return [status is not None for status in await self.write_many(writes)]
+
+    async def write_many(self, writes: Sequence[Write]) -> list[TaskStatus | None]:
+        """Each write as :meth:`transition` / :meth:`create` makes it, in order, each
+        atomic on its own (not all-or-nothing); the records as written, ``None`` where
+        refused. Why: a worker finishing a hundred tasks at once, or ``send_many``,
+        pays one round trip instead of a hundred (Redis: one pipeline). If the store
+        fails, the error is raised and any of the writes may or may not have landed,
+        exactly as for a single write whose answer was lost.
+
+        This default writes one after another; a store with round trips overrides it."""
+        return [
+            await self._write(
+                w.task_id,
+                w.name,
+                w.state,
+                only_if_absent=w.only_if_absent,
+                result=w.result,
+                error=w.error,
+            )
+            for w in writes
+        ]
 
     @abstractmethod
     async def _write(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from taskq.errors import ConfigurationError, StoreError
 from taskq.message import to_json
 from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
-from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
+from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore, Write
 from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
 
 #: Connections per store (per process); more writers than this wait their turn.
@@ -306,19 +306,43 @@ class RedisStore(StatusStore):
         result: Any = NO_RESULT,
         error: ErrorInfo | None = None,
     ) -> TaskStatus | None:
-        now = utcnow()
-        args = [
-            state.value,
-            name,
-            now.isoformat(),
-            self._ttl_ms(),
-            "1" if only_if_absent else "0",
-            "" if result is NO_RESULT else to_json(result, what="a task result").decode(),
-            "" if error is None else error.model_dump_json(),
-            *self._index_args(task_id, now),
-        ]
+        write = Write(task_id, name, state, only_if_absent, result, error)
+        args = self._write_args(write, utcnow())
         with self._errors():
             reply = await self._connection.write(keys=self._keys(task_id), args=args)
+        return self._written(task_id, reply)
+
+    async def write_many(self, writes: Sequence[Write]) -> list[TaskStatus | None]:
+        """One pipeline (no MULTI: each script is atomic on its own), one round trip."""
+        if not writes:
+            return []
+        now = utcnow()
+        # Encoded before anything is sent: a result JSON cannot carry fails the call.
+        calls = [(self._keys(w.task_id), self._write_args(w, now)) for w in writes]
+        conn = self._connection
+        with self._errors():
+            async with conn.client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await conn.write(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        return [self._written(w.task_id, reply) for w, reply in zip(writes, replies, strict=True)]
+
+    def _write_args(self, write: Write, now: datetime) -> list[str]:
+        """_WRITE's ARGV for ``write`` at ``now``."""
+        result, error = write.result, write.error
+        return [
+            write.state.value,
+            write.name,
+            now.isoformat(),
+            self._ttl_ms(),
+            "1" if write.only_if_absent else "0",
+            "" if result is NO_RESULT else to_json(result, what="a task result").decode(),
+            "" if error is None else error.model_dump_json(),
+            *self._index_args(write.task_id, now),
+        ]
+
+    def _written(self, task_id: str, reply: Any) -> TaskStatus | None:
+        """A _WRITE reply: the record's HGETALL as a flat list, or nothing if refused."""
         if not reply:
             return None
         return self._decode(task_id, dict(zip(reply[::2], reply[1::2], strict=True)))
