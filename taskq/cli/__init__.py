@@ -8,6 +8,7 @@ status, operate the dead letters.
     taskq dead requeue --task emails.send        # or: taskq dead requeue ID ...
     taskq dead purge
     taskq events 'failed.#' --json      # tail lifecycle events until Ctrl-C
+    taskq bench --tasks 20000 --json    # throughput and latency next to plain aio-pika
 
 ``APP_PATH`` is ``package.module:attribute`` naming a :class:`~taskq.TaskQueue`; the
 current directory is put first on ``sys.path`` (as uvicorn does), so the app's own
@@ -38,7 +39,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taskq.cli import config, dead, events, inspect, tasks, worker
+from taskq.cli import bench, config, dead, events, inspect, tasks, worker
 from taskq.cli.common import (
     RET_CONNECT,
     RET_ERROR,
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.register(commands, logging_options=logging_options)
     events.register(commands, logging_options=logging_options, app_option=app_option)
     config.register(commands, logging_options=logging_options)
+    bench.register(commands, logging_options=logging_options)
     return parser
 
 

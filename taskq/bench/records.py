@@ -1,0 +1,71 @@
+"""Waiting for tasks to finish, by their records in the status store.
+
+The worker writes ``started_at`` and ``finished_at`` into each record as it runs the
+task: the bench reads its timings from there, on the same machine clock, rather than
+from anything it could observe itself (it would add its own polling delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+from taskq.bench.timing import pipelined
+from taskq.errors import TaskqError
+from taskq.status import TaskStatus
+from taskq.stores import StatusStore
+
+#: Records read at once: the Redis store's connection pool per process.
+READ_CONCURRENCY = 32
+#: Seconds between two looks at the tasks not finished yet.
+POLL_INTERVAL = 0.1
+
+
+async def read_records(store: StatusStore, ids: Sequence[str]) -> list[TaskStatus | None]:
+    """The records of ``ids``, in order, read :data:`READ_CONCURRENCY` at a time."""
+    found: list[TaskStatus | None] = [None] * len(ids)
+
+    async def read(index: int) -> None:
+        found[index] = await store.get(ids[index])
+
+    await pipelined(len(ids), READ_CONCURRENCY, read)
+    return found
+
+
+async def wait_finished(
+    store: StatusStore,
+    ids: Sequence[str],
+    *,
+    stall_timeout: float,
+    check: Callable[[], None] = lambda: None,
+) -> list[TaskStatus]:
+    """The records of ``ids`` once every one is finished (succeeded or failed).
+
+    Only the ones not yet finished are read again. Raises :class:`TaskqError` when
+    none finished for ``stall_timeout`` seconds; ``check`` is called between looks
+    and raises to give up earlier (a worker process died, say).
+    """
+    finished: dict[str, TaskStatus] = {}
+    waiting = list(ids)
+    progress_at = time.monotonic()
+    while waiting:
+        check()
+        records = await read_records(store, waiting)
+        still = []
+        for task_id, record in zip(waiting, records, strict=True):
+            if record is not None and record.finished:
+                finished[task_id] = record
+            else:
+                still.append(task_id)
+        if len(still) < len(waiting):
+            progress_at = time.monotonic()
+        elif time.monotonic() - progress_at > stall_timeout:
+            raise TaskqError(
+                f"bench: {len(still)} of {len(ids)} tasks did not finish "
+                f"(none finished for {stall_timeout:g}s)"
+            )
+        waiting = still
+        if waiting:
+            await asyncio.sleep(POLL_INTERVAL)
+    return [finished[task_id] for task_id in ids]
