@@ -27,7 +27,7 @@ RAW_PREFETCH = 100
 BULK_CHUNK = 1000
 #: The sequential phase sends at most this many: one confirm round trip each, it
 #: would otherwise take most of a default run.
-SEQUENTIAL_MAX = 2000
+SEQUENTIAL_MAX = 5000
 #: The latency phase publishes this many tasks a second...
 LATENCY_RATE = 100.0
 #: ... and at most this many (3 s at 100/s), fewer when ``--tasks`` is smaller.

@@ -46,6 +46,7 @@ async def run_bench(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     except BaseException:
         await app.close()  # nothing was declared or written yet
         raise
+    progress.note(f"exchange {config.exchange} (deleted at the end, with its Redis keys)")
     try:
         rounds = []
         for number in range(1, config.rounds + 1):

@@ -1,0 +1,187 @@
+"""``taskq bench`` as a user runs it: a subprocess against the real broker and Redis.
+
+Its JSON carries every figure of the contract, positive, with the flags echoed in
+``settings``; afterwards nothing of its exchange is left on the broker or in Redis,
+also when it was interrupted. No speed is asserted: machines are noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import sys
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions
+import redis.asyncio as aioredis
+
+from taskq.cli import RET_CONNECT, RET_INTERRUPTED
+from taskq.task import Task
+from tests.deployment import ROOT, Ran, environment, run_python
+
+#: Every figure the contract names, as dotted paths into the JSON object.
+RATES = [
+    "raw.publish_per_s",
+    "raw.consume_per_s",
+    "taskq.enqueue_sequential_per_s",
+    "taskq.enqueue_concurrent_per_s",
+    "taskq.enqueue_bulk_per_s",
+    "taskq.drain_per_s",
+    "taskq.worker_rss_mib",
+    "ratios.enqueue_sequential",
+    "ratios.enqueue_concurrent",
+    "ratios.enqueue_bulk",
+    "ratios.drain",
+]
+LATENCIES = ["taskq.latency_start_ms", "taskq.latency_succeeded_ms"]
+SETTINGS = [
+    "broker", "store", "exchange", "tasks", "processes", "concurrency", "payload_bytes",
+    "prefetch", "queue_type", "loop", "python", "taskq",
+]  # fmt: skip
+#: Bulk figures exist once taskq has Task.send_many (written alongside the bench).
+HAS_SEND_MANY = hasattr(Task, "send_many")
+
+
+def at(result: dict[str, Any], path: str) -> Any:
+    value: Any = result
+    for key in path.split("."):
+        assert isinstance(value, dict) and key in value, f"{path} missing from {result}"
+        value = value[key]
+    return value
+
+
+async def bench(amqp_url: str, redis_url: str, *flags: str) -> Ran:
+    return await run_python(
+        "-m", "taskq", "bench", "--broker", amqp_url, "--store", redis_url, *flags,
+        env=environment(),
+    )  # fmt: skip
+
+
+async def assert_nothing_left(amqp_url: str, redis_url: str, exchange: str) -> None:
+    """No queue, no exchange and no Redis key of the run's exchange."""
+    queues = [f"{exchange}.bench.noop", f"{exchange}.bench.raw", f"{exchange}.dead"]
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for name in queues:
+            channel = await connection.channel()  # a 404 closes it
+            try:
+                await channel.declare_queue(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                continue
+            raise AssertionError(f"queue {name} left behind")
+        for name in (exchange, f"{exchange}.dead", f"{exchange}.delay.0"):
+            channel = await connection.channel()
+            try:
+                await channel.declare_exchange(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                continue
+            raise AssertionError(f"exchange {name} left behind")
+    client = aioredis.from_url(redis_url)
+    try:
+        assert [key async for key in client.scan_iter(match=f"{exchange}*")] == []
+    finally:
+        await client.aclose()
+
+
+def assert_complete(result: dict[str, Any]) -> None:
+    for path in RATES:
+        value = at(result, path)
+        if "bulk" in path and not HAS_SEND_MANY:
+            assert value is None, path
+        else:
+            assert isinstance(value, int | float) and value > 0, (path, value)
+    for path in LATENCIES:
+        p50, p95, p99 = (at(result, f"{path}.{p}") for p in ("p50", "p95", "p99"))
+        assert 0 < p50 <= p95 <= p99, (path, p50, p95, p99)
+    for key in SETTINGS:
+        at(result, f"settings.{key}")
+
+
+async def test_bench_reports_every_figure_and_leaves_nothing_behind(
+    amqp_url: str, redis_url: str
+) -> None:
+    ran = await bench(amqp_url, redis_url, "--tasks", "300", "--json")
+
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert_complete(result)
+    settings = result["settings"]
+    assert settings["tasks"] == 300
+    assert (settings["processes"], settings["concurrency"], settings["prefetch"]) == (1, 100, 100)
+    assert settings["payload_bytes"] == 100
+    assert settings["queue_type"] == "quorum"
+    assert settings["exchange"].startswith("taskq-bench-")
+    if "@" in amqp_url and ":" in amqp_url.split("@")[0].split("//")[1]:
+        assert "***" in settings["broker"]
+    # Progress goes to stderr, one line per phase.
+    assert "raw publish and consume 300... publish" in ran.stderr
+    assert "drain 300 with 1 x 100..." in ran.stderr
+    await assert_nothing_left(amqp_url, redis_url, settings["exchange"])
+
+
+async def test_bench_with_two_worker_processes_echoes_its_flags(
+    amqp_url: str, redis_url: str
+) -> None:
+    ran = await bench(
+        amqp_url, redis_url,
+        "--tasks", "200", "--processes", "2", "--concurrency", "20", "--payload-bytes", "50",
+        "--json",
+    )  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert_complete(result)
+    settings = result["settings"]
+    assert (settings["processes"], settings["concurrency"], settings["prefetch"]) == (2, 20, 20)
+    assert settings["payload_bytes"] == 50
+    await assert_nothing_left(amqp_url, redis_url, settings["exchange"])
+
+
+async def test_bench_prints_a_table_without_json(amqp_url: str, redis_url: str) -> None:
+    ran = await bench(amqp_url, redis_url, "--tasks", "20")
+
+    assert ran.returncode == 0, ran.stderr
+    for row in ("raw publish", "enqueue, sequential", "drain", "publish -> started", "RSS"):
+        assert row in ran.stdout
+
+
+async def test_an_unreachable_broker_is_one_line_and_exit_3(redis_url: str) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    ran = await bench(f"amqp://guest:secret@127.0.0.1:{port}/", redis_url, "--tasks", "10")
+
+    assert ran.returncode == RET_CONNECT
+    assert ran.stdout == ""
+    assert len(ran.stderr.splitlines()) == 1, ran.stderr
+    assert ran.stderr.startswith("taskq: error:") and "secret" not in ran.stderr
+
+
+async def test_an_interrupted_bench_stops_its_workers_and_cleans_up(
+    amqp_url: str, redis_url: str
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "taskq", "bench", "--broker", amqp_url, "--store", redis_url,
+        "--tasks", "500", "--json",
+        cwd=ROOT, env=environment(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None and proc.stdout is not None
+    seen = b""
+    async with asyncio.timeout(30):
+        while b"drain" not in seen:  # the workers are starting
+            line = await proc.stderr.read(100)
+            assert line, seen
+            seen += line
+        proc.send_signal(signal.SIGINT)
+        out, err = await proc.communicate()
+
+    assert proc.returncode == RET_INTERRUPTED, seen + err
+    assert out == b""
+    exchange = re.search(rb"taskq-bench-[0-9a-f]+", seen)
+    assert exchange is not None, seen
+    await assert_nothing_left(amqp_url, redis_url, exchange.group().decode())
