@@ -38,7 +38,8 @@ class Percentiles:
     def of(cls, samples: Sequence[float]) -> Percentiles:
         """Interpolated percentiles (``statistics.quantiles``, inclusive)."""
         if len(samples) == 1:
-            return cls(samples[0], samples[0], samples[0])
+            only = round(samples[0], 3)
+            return cls(only, only, only)
         cuts = statistics.quantiles(samples, n=100, method="inclusive")
         return cls(*(round(cuts[k - 1], 3) for k in (50, 95, 99)))
 
