@@ -46,6 +46,7 @@ from taskq.message import TaskMessage, to_jsonable
 from taskq.retry import Reject
 from taskq.settle import Outcome
 from taskq.status import ErrorInfo, TaskState
+from taskq.stores.batch import WriteBatcher
 
 if TYPE_CHECKING:
     from taskq.app import TaskQueue
@@ -81,6 +82,9 @@ class TaskRunner:
     ) -> None:
         self.app = app
         self.store = app.store
+        #: Every state change goes through here: one store round trip for all the
+        #: writes of tasks finishing together (:mod:`taskq.stores.batch`).
+        self.writes = WriteBatcher(app.store)
         #: Lifecycle events, emitted where each state is recorded; ``None`` when off.
         self.events = app.events
         self.threads = threads
@@ -125,7 +129,7 @@ class TaskRunner:
             unknown = MalformedMessage(reason, task_id=message.id, task=message.task)
             return await self._reject(message.id, message.task, unknown, log), log
 
-        status = await self.store.transition(message.id, task.name, TaskState.STARTED)
+        status = await self.writes.transition(message.id, task.name, TaskState.STARTED)
         if status is None:
             return await self._already_finished(message, log), log
         log = log.bind(attempt=status.attempts)
@@ -160,7 +164,7 @@ class TaskRunner:
             return await self._fail(message, task, error, status.attempts, exc), log
 
         duration = time.perf_counter() - started
-        recorded = await self.store.transition(
+        recorded = await self.writes.transition(
             message.id, task.name, TaskState.SUCCEEDED, result=result
         )
         if recorded is None:
@@ -212,7 +216,7 @@ class TaskRunner:
         """Record ``retrying``, publish the same message again with ``delay`` (it waits
         in the broker's delay queues), then ack this one. A crash between the publish
         and the ack leaves two copies: the store lets only one of them succeed."""
-        recorded = await self.store.transition(
+        recorded = await self.writes.transition(
             message.id, task.name, TaskState.RETRYING, error=error
         )
         if recorded is None:  # finished meanwhile by a duplicate delivery
@@ -281,7 +285,7 @@ class TaskRunner:
     async def _record_failed(
         self, task_id: str, name: str, error: ErrorInfo, attempts: int | None
     ) -> None:
-        recorded = await self.store.transition(task_id, name, TaskState.FAILED, error=error)
+        recorded = await self.writes.transition(task_id, name, TaskState.FAILED, error=error)
         if recorded is not None and self.events is not None:
             await self.events.emit("failed", task_id, name, attempt=attempts, error=error)
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from taskq.message import to_json
 from taskq.status import ErrorInfo, TaskState, TaskStatus
 
 
@@ -114,7 +115,13 @@ class StatusStore(ABC):
         fails, the error is raised and any of the writes may or may not have landed,
         exactly as for a single write whose answer was lost.
 
+        A result that JSON cannot carry raises :class:`~taskq.errors.SerializationError`
+        before anything is written.
+
         This default writes one after another; a store with round trips overrides it."""
+        for w in writes:
+            if w.result is not NO_RESULT:
+                to_json(w.result, what="a task result")
         return [
             await self._write(
                 w.task_id,

@@ -33,6 +33,7 @@ from taskq.errors import ConfigurationError, StoreError
 from taskq.message import to_json
 from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore, Write
+from taskq.stores.redis_packing import use_hiredis_packing
 from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
 
 #: Connections per store (per process); more writers than this wait their turn.
@@ -217,6 +218,7 @@ class RedisStore(StatusStore):
                 socket_timeout=OPERATION_TIMEOUT,
                 socket_connect_timeout=OPERATION_TIMEOUT,
             )
+            use_hiredis_packing(pool)
             client = Redis.from_pool(pool)  # closing the client closes the pool
         except ValueError as exc:
             raise ConfigurationError(
