@@ -15,6 +15,7 @@ from taskq.app import TaskQueue
 from taskq.errors import (
     BrokerConnectionError,
     BrokerError,
+    BulkPublishError,
     ConfigurationError,
     InvalidArguments,
     MalformedMessage,
@@ -54,6 +55,7 @@ __all__ = [
     # errors
     "BrokerConnectionError",
     "BrokerError",
+    "BulkPublishError",
     "ConfigurationError",
     "InvalidArguments",
     "MalformedMessage",

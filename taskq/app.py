@@ -16,23 +16,21 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import structlog
 
 from taskq.brokers import Broker, DeadLetter, broker_from_url
-from taskq.errors import ConfigurationError, MessageTooLarge, TaskqError, UnknownTask
+from taskq.errors import ConfigurationError, UnknownTask
 from taskq.events import Events
 from taskq.handle import TaskHandle
-from taskq.message import TaskMessage, new_task_id
 from taskq.retry import RetryPolicy
+from taskq.sending import Call, encode_call, encode_calls, send_many, send_one
 from taskq.settings import TaskqSettings
 from taskq.status import utcnow
 from taskq.stores import StatusStore, store_from_url
 from taskq.task import Task, default_name
 from taskq.topology import (
-    SHORT_STRING,
     QueueSpec,
     QueueType,
     Topology,
     check_name,
     check_queue_type,
-    delay_units,
 )
 
 P = ParamSpec("P")
@@ -150,6 +148,8 @@ class TaskQueue:
         )
         self._connected = False
         self._connect_lock = asyncio.Lock()
+        #: Queues of tasks sent by a name not registered here, built once per name.
+        self._unregistered: dict[str, QueueSpec] = {}
 
     def __repr__(self) -> str:
         return (
@@ -302,11 +302,8 @@ class TaskQueue:
             return await self.send_task(
                 task, args, kwargs or {}, task_id=task_id, countdown=countdown, eta=eta
             )
-        check_name(name, what="task name")
-        self.topology.queue_name(name)  # refuses a name too long for its queue
-        spec = QueueSpec(task=name, queue_type=self.queue_type, authoritative=False)
         delay = delay_of(countdown, eta)
-        return await self._publish(spec, list(args), dict(kwargs or {}), task_id, delay)
+        return await self._publish(self._by_name(name), args, kwargs or {}, task_id, delay)
 
     async def send_task(
         self,
@@ -320,56 +317,63 @@ class TaskQueue:
     ) -> TaskHandle:
         delay = delay_of(countdown, eta)
         task.validate(args, kwargs)  # bad arguments fail here, at the sender
-        return await self._publish(task.queue, list(args), dict(kwargs), task_id, delay)
+        return await self._publish(task.queue, args, kwargs, task_id, delay)
+
+    async def send_many(
+        self,
+        name: str,
+        calls: Sequence[Call],
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+    ) -> list[TaskHandle]:
+        """Send many calls of one task by name; their handles, in the order of ``calls``.
+
+        Each call is ``(args, kwargs)`` or ``(args, kwargs, task_id)``. All are checked
+        and encoded first, as :meth:`send` checks one (validated against the task if it
+        is registered here, else only JSON): the first bad one raises, its index in the
+        message, and nothing is written or published. Then every ``queued`` record is
+        written in one store round trip and the messages are published with their
+        confirms pipelined (at most :data:`~taskq.brokers.base.PUBLISH_WINDOW` in
+        flight). An explicit task id the store already knows is not published again;
+        its handle is returned all the same. ``countdown`` / ``eta`` delay every call.
+
+        Raises :class:`~taskq.errors.BulkPublishError` if any publish was not confirmed:
+        ``.not_confirmed`` lists their task ids (their records are removed again, so a
+        re-send with those ids is safe), ``.confirmed`` the handles of the others.
+
+        >>> handles = await app.send_many("emails.send", [((uid, "hi"), {}) for uid in uids])
+        """
+        task = self.tasks.get(name)
+        if task is not None:
+            spec, validate = task.queue, task.validate
+        else:
+            spec, validate = self._by_name(name), None
+        delay = delay_of(countdown, eta)
+        encoded = encode_calls(spec.task, calls, validate, self.max_message_size)
+        return await send_many(self, spec, encoded, delay)
+
+    def _by_name(self, name: str) -> QueueSpec:
+        """The queue of a task sent by a name not registered here: the task's queue as
+        it exists, else a new one of the app's queue type."""
+        spec = self._unregistered.get(name)
+        if spec is None:
+            check_name(name, what="task name")
+            self.topology.queue_name(name)  # refuses a name too long for its queue
+            spec = QueueSpec(task=name, queue_type=self.queue_type, authoritative=False)
+            self._unregistered[name] = spec
+        return spec
 
     async def _publish(
         self,
         spec: QueueSpec,
-        args: list[Any],
-        kwargs: dict[str, Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
         task_id: str | None,
         delay: float = 0.0,
     ) -> TaskHandle:
-        if task_id and len(task_id.encode()) > SHORT_STRING:
-            # It travels as the AMQP correlation_id too: refuse it here, on any broker.
-            raise ConfigurationError(
-                f"task_id {task_id[:40]!r}... is {len(task_id.encode())} bytes in UTF-8; "
-                f"a task id must be at most {SHORT_STRING}"
-            )
-        message = TaskMessage(task_id or new_task_id(), spec.task, args, kwargs)
-        # One pass of pydantic's encoder (UUIDs, datetimes, models...); whatever JSON
-        # cannot carry raises SerializationError here, before anything is written.
-        body = message.encode()
-        if len(body) > self.max_message_size:
-            raise MessageTooLarge(len(body), self.max_message_size, spec.task)
-        delay_units(delay)  # a delay longer than the broker's levels spell: refused now
-        await self.connect()
-        # `queued` goes in BEFORE the publish: a fast worker's `succeeded` must never be
-        # overwritten by a late `queued`. The store refuses a second create of an id,
-        # which makes an explicit task id an idempotency key.
-        if not await self.store.create(message.id, spec.task):
-            existing = await self.store.get(message.id)
-            name = existing.name if existing is not None else spec.task
-            log.debug("task already known, not published again", task_id=message.id, task=name)
-            return TaskHandle(self, message.id, name)
-        if self.events is not None:  # before the publish: a worker's `started` comes after
-            await self.events.emit("queued", message.id, spec.task)
-        try:
-            await self.broker.publish(spec, body, task_id=message.id, delay=delay)
-        except BaseException as exc:
-            # Not confirmed: forget the `queued` record so a re-send of this id publishes
-            # again. The broker may still have taken the message; a worker that gets it
-            # creates the record itself.
-            try:
-                await asyncio.shield(self.store.discard(message.id))
-            except TaskqError as discard_exc:  # keep the publish error; say what else failed
-                log.warning(
-                    "could not remove the queued record", task_id=message.id, error=str(discard_exc)
-                )
-            if isinstance(exc, TaskqError):
-                log.warning("publish failed", task_id=message.id, task=spec.task, error=str(exc))
-            raise
-        return TaskHandle(self, message.id, spec.task)
+        call = encode_call(spec.task, args, kwargs, task_id, self.max_message_size)
+        return await send_one(self, spec, call, delay)
 
     # -- dead letters ---------------------------------------------------------------
 

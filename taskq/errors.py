@@ -9,6 +9,7 @@
     ├── BrokerError
     │   ├── BrokerConnectionError    the broker cannot be reached (or refused the login)
     │   ├── PublishError             a publish that the broker did not confirm
+    │   │   └── BulkPublishError         some calls of a ``send_many`` were not confirmed
     │   └── QueueMismatch            a queue exists with other arguments than ours (406)
     ├── StoreError               the status store cannot be reached or answered badly
     ├── MalformedMessage         a delivery that cannot run (worker side, dead-lettered)
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from taskq.handle import TaskHandle
     from taskq.status import TaskStatus
 
 
@@ -86,6 +88,38 @@ class PublishError(BrokerError):
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
         super().__init__(message)
         self.task_id = task_id
+
+
+class BulkPublishError(PublishError):
+    """Some calls of a ``send_many`` were not confirmed. ``confirmed`` holds the handles
+    of those that were (they will run); ``not_confirmed`` the task ids of the others, in
+    call order, with ``errors`` the error of each. Their ``queued`` records are gone, so
+    sending those calls again with the same task ids is safe: the confirmed ones, if
+    sent again with their ids, are recognised and not published twice."""
+
+    #: How many ids the message lists before "...".
+    SHOWN = 5
+
+    def __init__(
+        self,
+        task: str,
+        *,
+        confirmed: list[TaskHandle],
+        not_confirmed: list[str],
+        errors: list[BaseException],
+    ) -> None:
+        shown = ", ".join(not_confirmed[: self.SHOWN])
+        more = ", ..." if len(not_confirmed) > self.SHOWN else ""
+        first = f": {errors[0]}" if errors else ""
+        super().__init__(
+            f"{len(not_confirmed)} of {len(not_confirmed) + len(confirmed)} calls of task "
+            f"{task!r} were not confirmed ({shown}{more}){first}",
+            task_id=not_confirmed[0] if not_confirmed else None,
+        )
+        self.task = task
+        self.confirmed = confirmed
+        self.not_confirmed = not_confirmed
+        self.errors = errors
 
 
 class QueueMismatch(BrokerError):

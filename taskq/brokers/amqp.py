@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -50,7 +49,15 @@ from taskq.brokers.amqp_declare import declare_queue, inspect_queue, scratch_cha
 from taskq.brokers.amqp_delay import DelayLevels, delete_levels
 from taskq.brokers.amqp_errors import amqp_errors
 from taskq.brokers.amqp_options import connect_options
+from taskq.brokers.amqp_publish import (
+    message_id,
+    publish_window,
+    returned,
+    translate,
+    underlay,
+)
 from taskq.brokers.base import (
+    PUBLISH_WINDOW,
     Broker,
     DeadLetter,
     Delivery,
@@ -66,7 +73,6 @@ from taskq.brokers.dead import (
     selects,
 )
 from taskq.errors import BrokerConnectionError, BrokerError, ConfigurationError
-from taskq.message import CONTENT_TYPE
 from taskq.topology import (
     QueueSpec,
     Topology,
@@ -100,6 +106,16 @@ class _Publisher:
     def forget(self, _: AbstractRobustConnection | None = None) -> None:
         self.declared.clear()
         self.delays.forget()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The exchange and routing key a publish goes to, and how to declare its queue
+    again when the broker returns it unroutable."""
+
+    exchange: str
+    routing_key: str
+    redeclare: Callable[[], Awaitable[None]]
 
 
 class AmqpBroker(Broker):
@@ -257,14 +273,21 @@ class AmqpBroker(Broker):
 
     @asynccontextmanager
     async def _calling(
-        self, *, publishing: bool = False, task_id: str | None = None
+        self,
+        *,
+        publishing: bool = False,
+        task_id: str | None = None,
+        deadline: float | None = None,
     ) -> AsyncIterator[None]:
         """Every call into aio-pika: time-boxed (a blocked or reconnecting connection
-        waits silently) and with its errors translated."""
+        waits silently), by ``publish_timeout`` or until the loop time ``deadline``,
+        and with its errors translated."""
         with amqp_errors(
             self._url, publishing=publishing, task_id=task_id, timeout=self.publish_timeout
         ):
-            async with asyncio.timeout(self.publish_timeout):
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.publish_timeout
+            async with asyncio.timeout_at(deadline):
                 yield
 
     async def _ready_publisher(self) -> _Publisher:
@@ -277,59 +300,99 @@ class AmqpBroker(Broker):
     async def publish(
         self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
     ) -> None:
+        (outcome,) = await self.publish_many(queue, [(task_id, body)], delay=delay)
+        if outcome is not None:
+            raise outcome
+
+    async def publish_many(
+        self, queue: QueueSpec, messages: Sequence[tuple[str, bytes]], *, delay: float = 0.0
+    ) -> list[BaseException | None]:
         units = delay_units(delay)  # a delay too long is refused before anything is sent
+        if not messages:
+            return []
         await self.connect()
+        single = messages[0][0] if len(messages) == 1 else None  # named in its errors
+        outcomes: list[BaseException | None] = []
+        for start in range(0, len(messages), PUBLISH_WINDOW):
+            window = messages[start : start + PUBLISH_WINDOW]
+            try:
+                outcomes += await self._publish_window(queue, units, window, task_id=single)
+            except BrokerError as exc:
+                if not outcomes:
+                    raise  # nothing was published
+                # The connection went between two windows: the rest was never sent.
+                outcomes += [exc] * (len(messages) - len(outcomes))
+                break
+        return outcomes
 
-        def message() -> aio_pika.Message:
-            return aio_pika.Message(
-                body,
-                delivery_mode=DeliveryMode.PERSISTENT,
-                content_type=CONTENT_TYPE,
-                correlation_id=task_id,
-                # Fresh for every basic.publish: aiormq matches returns by message_id,
-                # and a duplicate in flight can leave a confirm unresolved (#689).
-                message_id=uuid.uuid4().hex,
-            )
-
-        async with self._calling(publishing=True, task_id=task_id):
+    async def _publish_window(
+        self,
+        queue: QueueSpec,
+        units: int,
+        window: Sequence[tuple[str, bytes]],
+        *,
+        task_id: str | None,
+    ) -> list[BaseException | None]:
+        """One window, its confirms awaited together, all within ``publish_timeout``
+        (the declarations, the publishes and the retry of returned messages)."""
+        deadline = asyncio.get_running_loop().time() + self.publish_timeout
+        async with self._calling(publishing=True, task_id=task_id, deadline=deadline):
             publisher = await self._ready_publisher()
-
-            async def redeclare() -> None:
-                publisher.declared.discard(queue)
-                await self._ensure_queue(publisher, queue)
-
             # Before a delayed publish too: its message comes back to the task exchange,
             # and needs the queue's delay binding there.
             await self._ensure_queue(publisher, queue)
-            if units:
-                await self._publish_delayed(publisher, queue.task, units, message)
-            else:
-                await self._publish_mandatory(publisher.exchange, queue.task, message, redeclare)
+            target = await self._target(publisher, queue, units)
+            channel = underlay(await publisher.channel.get_underlay_channel())
 
-    async def _publish_delayed(
-        self,
-        publisher: _Publisher,
-        task: str,
-        units: int,
-        message: Callable[[], aio_pika.Message],
-    ) -> None:
-        """Into the level of the delay's highest bit; RabbitMQ hands it down the levels
-        and back to the task exchange (``taskq.topology``). Confirmed once it is in that
-        level's queue; a return means the level went away behind our back."""
+        async def publish(items: Sequence[tuple[str, bytes]]) -> list[BaseException | None]:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            return await publish_window(
+                channel, target.exchange, target.routing_key, items, timeout=left
+            )
+
+        outcomes = await publish(window)
+        again = [index for index, outcome in enumerate(outcomes) if returned(outcome)]
+        if again:
+            # Returned: the queue (or delay level) went away behind our back. Declare it
+            # again and retry those once.
+            log.warning(
+                "publish returned unroutable; declaring the queue again",
+                exchange=target.exchange,
+                routing_key=target.routing_key,
+                returned=len(again),
+            )
+            async with self._calling(publishing=True, task_id=task_id, deadline=deadline):
+                await target.redeclare()
+                channel = underlay(await publisher.channel.get_underlay_channel())
+            retried = await publish([window[index] for index in again])
+            for index, outcome in zip(again, retried, strict=True):
+                outcomes[index] = outcome
+        return translate(
+            outcomes, [task_id for task_id, _ in window], self._url, self.publish_timeout
+        )
+
+    async def _target(self, publisher: _Publisher, queue: QueueSpec, units: int) -> _Target:
+        """Where a publish goes: the task exchange, or for a delay the level of its
+        highest bit, from which RabbitMQ hands it down the levels and back to the task
+        exchange (``taskq.topology``); confirmed once it is in that level's queue."""
+        if not units:
+
+            async def redeclare_queue() -> None:
+                publisher.declared.discard(queue)
+                await self._ensure_queue(publisher, queue)
+
+            return _Target(self.topology.exchange, queue.task, redeclare_queue)
         top = delay_level(units)
         levels = publisher.delays
         await levels.ensure(publisher.connection, top)
 
-        async def redeclare() -> None:
+        async def redeclare_level() -> None:
             levels.forget()
             await levels.ensure(publisher.connection, top)
 
-        # Through the publisher's channel, whose confirms and returns we wait for; the
-        # level's own channel only declares.
-        exchange = await publisher.channel.get_exchange(
-            self.topology.delay_exchange(top), ensure=False
+        return _Target(
+            self.topology.delay_exchange(top), delay_routing_key(units, queue.task), redeclare_level
         )
-        await self._publish_mandatory(exchange, delay_routing_key(units, task), message, redeclare)
 
     async def _publish_mandatory(
         self,
@@ -369,7 +432,7 @@ class AmqpBroker(Broker):
                 delivery_mode=DeliveryMode.PERSISTENT,
                 content_type=content_type,
                 correlation_id=delivery.correlation_id,
-                message_id=uuid.uuid4().hex,
+                message_id=message_id(),
             )
 
         async with self._calling(publishing=True, task_id=delivery.correlation_id):
@@ -403,12 +466,12 @@ class AmqpBroker(Broker):
                 for spec in queues:
                     queue = await self._declare_task_queue(connection, channel, spec)
                     await _bind_task_queue(queue, exchange, spec.task)
-                    on_message = consumer.callback(
+                    await consumer.subscribe(
+                        queue,
+                        exchange,
                         task=spec.task,
-                        queue=queue.name,
                         counted=queue.arguments == self.topology.queue_arguments("quorum"),
                     )
-                    consumer.subscribed(queue, await queue.consume(on_message, no_ack=False))
             except BaseException:
                 await consumer.close()
                 raise

@@ -108,6 +108,18 @@ def amqp_errors(
         raise BrokerError(f"RabbitMQ at {where} refused: {_text(exc, url)}") from exc
 
 
+def publish_failure(exc: BaseException, url: str, *, task_id: str, timeout: float) -> BaseException:
+    """The error :func:`amqp_errors` raises for ``exc`` raised by the publish of
+    ``task_id``: for a batch, which keeps one outcome per message instead of raising.
+    ``raise ... from exc`` keeps the cause, as for a single publish."""
+    try:
+        with amqp_errors(url, publishing=True, task_id=task_id, timeout=timeout):
+            raise exc
+    except BaseException as translated:  # returned, not swallowed
+        return translated
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def reply_text(exc: amqp.AMQPError) -> str:
     """The broker's own words (``PRECONDITION_FAILED - ...``) when it gave some."""
     texts = [arg for arg in exc.args if isinstance(arg, str)]
