@@ -27,8 +27,9 @@ from taskq.errors import TaskqError
 APP_PATH = "taskq.bench.tasks:app"
 #: Seconds the workers get to stop after SIGTERM before they are killed.
 STOP_TIMEOUT = 30.0
-#: Bytes of a dead worker's log shown in the error.
-LOG_TAIL = 2000
+#: Lines of a dead worker's log shown in the error: the exception, and with the
+#: supervisor the line that reports the child's exit.
+LOG_TAIL = 3
 #: Where this taskq lives: the workers must import the same code.
 _SOURCE_ROOT = str(Path(taskq.__file__).resolve().parent.parent)
 
@@ -100,9 +101,9 @@ class Workers:
         )
 
     def _tail(self) -> str:
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - LOG_TAIL))
-        return self._log.read().decode(errors="replace").strip()
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(line.strip() for line in lines[-LOG_TAIL:])
 
     def check(self) -> None:
         """Raise :class:`TaskqError` with the end of its log if the worker exited."""
