@@ -1,24 +1,36 @@
 """A consumer on RabbitMQ: one robust channel, its deliveries, and how they are settled.
 
-How aio-pika 10 calls us: aiormq starts one task per ``basic.deliver`` (the channel's
-reader never waits for a callback), and aio-pika runs our callback in another task, so
-callbacks already overlap up to the prefetch. But those tasks belong to the aiormq
-channel and are *cancelled* when that channel closes (a reconnect, a channel error, our
-own :meth:`AmqpConsumer.close`). The callback therefore only wraps the message and starts
-the handler in a task of ours: a reconnect never cancels worker code half-way through a
-hand-off, and :meth:`AmqpConsumer.close` decides when handlers stop.
+Deliveries come straight from aiormq, not through aio-pika's ``Queue.consume``: that
+wraps each one in an ``IncomingMessage`` (thirty-odd attributes set one by one) and a
+task of its own before our callback runs, about a quarter of the worker's CPU per
+message at a few thousand a second (issue 5). aio-pika's robust channel still owns
+the channel: it reopens it after a reconnect and declares and binds its queues again;
+then its ``reopen_callbacks`` call :meth:`AmqpConsumer._resubscribe`, which consumes
+them again with the same consumer tags. A consumer the broker cancels (its queue
+deleted) is declared and subscribed again the same way.
+
+aiormq runs our callback in a task of the channel's, which the channel cancels when it
+closes; the callback only wraps the message and hands it on (``put_nowait`` into the
+worker's inbox), so there is nothing half-done for a cancellation to cut. Acks go
+through :class:`~taskq.brokers.amqp_acks.ChannelAcks`: several per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 import aiormq.exceptions
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import AbstractExchange, AbstractQueue, AbstractRobustChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp import commands as spec
 
+from taskq.brokers.amqp_acks import ChannelAcks
 from taskq.brokers.base import Consumer, Delivery, DeliveryHandler
+from taskq.topology import Topology
 
 log = structlog.get_logger(__name__)
 
@@ -26,9 +38,11 @@ log = structlog.get_logger(__name__)
 # broker has already put the message back, so there is nothing left to settle.
 _CHANNEL_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError)
 _DELIVERY_COUNT = "x-delivery-count"  # RabbitMQ's header on quorum-queue deliveries
+#: Seconds between attempts to subscribe again to a queue the broker cancelled.
+RESUBSCRIBE_PAUSE = 1.0
 
 
-def _gone(exc: Exception) -> bool:
+def _gone(exc: BaseException) -> bool:
     """Did a call on a consumer's channel fail because the channel went away? Besides
     the driver's own errors and our time box, aiormq fails what was waiting on a channel
     closed without a reason with the bare ``Exception`` class (``FutureStore.reject_all``):
@@ -39,36 +53,40 @@ def _gone(exc: Exception) -> bool:
 class AmqpDelivery(Delivery):
     """A delivery settled on the channel that delivered it, or not at all."""
 
-    __slots__ = ("_message", "_settled", "_timeout", "content_type")
+    __slots__ = ("_acks", "_settled", "_tag", "content_type")
 
     def __init__(
         self,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
+        acks: ChannelAcks,
         *,
         task: str,
         queue: str,
         counted: bool,
-        timeout: float,
     ) -> None:
-        headers = dict(message.headers)
+        properties = message.header.properties
+        headers = properties.headers or {}
         count = headers.get(_DELIVERY_COUNT)
         if count is None and counted:
             count = 0  # RabbitMQ leaves the header off a quorum queue's first delivery
+        deliver = message.delivery
+        assert isinstance(deliver, spec.Basic.Deliver)
         super().__init__(
             body=message.body,
             task=task,
             queue=queue,
-            routing_key=message.routing_key or "",
-            redelivered=bool(message.redelivered),
+            routing_key=deliver.routing_key or "",
+            redelivered=bool(deliver.redelivered),
             headers=headers,
-            correlation_id=message.correlation_id,
-            message_id=message.message_id,
+            correlation_id=properties.correlation_id,
+            message_id=properties.message_id,
             delivery_count=count if isinstance(count, int) else None,
         )
-        self.content_type = message.content_type
-        self._message = message
+        self.content_type = properties.content_type
+        self._acks = acks
+        self._tag: int = deliver.delivery_tag or 0
         self._settled = False
-        self._timeout = timeout
+        acks.delivered(self._tag)
 
     async def ack(self) -> None:
         await self._settle(requeue=False)
@@ -84,17 +102,16 @@ class AmqpDelivery(Delivery):
             return
         self._settled = True
         try:
-            # aio-pika binds the tag to the aiormq channel that delivered it; once that
-            # channel is closed or replaced, `message.channel` raises instead of sending a
-            # tag that would mean another message on a new channel.
-            # Bounded: aiormq queues the frame, then waits for the writer to send it; a
-            # connection that dies in between leaves that wait unresolved, and the worker
-            # slot with it (seen in the fault suite: runners stuck until the grace period).
-            async with asyncio.timeout(self._timeout):
-                if requeue:
-                    await self._message.nack(requeue=True)
-                else:
-                    await self._message.ack()
+            if self._acks.channel.is_closed:
+                # A tag of a closed channel would mean another message on its successor.
+                raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+            # Bounded (ChannelAcks): aiormq queues the frame, then waits for the writer
+            # to send it; a connection that dies in between would leave that wait, and
+            # the worker's slot, unresolved (seen in the fault suite).
+            if requeue:
+                await self._acks.requeue(self._tag)
+            else:
+                await self._acks.ack(self._tag)
         except Exception as exc:
             if not _gone(exc):
                 raise
@@ -105,6 +122,16 @@ class AmqpDelivery(Delivery):
                 correlation_id=self.correlation_id,
                 error=repr(exc),
             )
+
+
+@dataclass(eq=False)
+class _Subscription:
+    queue: AbstractQueue
+    #: Where the queue is bound (the task exchange), by the task's binding keys.
+    exchange: AbstractExchange
+    task: str
+    tag: str
+    callback: Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
 
 
 class AmqpConsumer(Consumer):
@@ -123,40 +150,110 @@ class AmqpConsumer(Consumer):
         self._on_close = on_close
         #: Bound on one call to the broker (the broker's ``publish_timeout``).
         self._timeout = timeout
-        self._subscriptions: list[tuple[AbstractQueue, str]] = []
+        self._subscriptions: list[_Subscription] = []
+        self._acks: ChannelAcks | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
         self._closed = False
+        channel.reopen_callbacks.add(self._resubscribe)
 
-    def callback(
-        self, *, task: str, queue: str, counted: bool
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        """The aio-pika callback for one queue (see the module docstring). ``counted``:
-        a quorum queue, which counts deliveries."""
+    async def subscribe(
+        self, queue: AbstractQueue, exchange: AbstractExchange, *, task: str, counted: bool
+    ) -> None:
+        """``basic.consume`` on ``queue`` (bound to ``exchange``), whose messages run task
+        ``task``. ``counted``: a quorum queue, which counts deliveries."""
+        underlay = await self._underlay()
+        callback = self._callback(task, queue.name, counted)
+        subscription = _Subscription(queue, exchange, task, "", callback)
+        ok = await underlay.basic_consume(queue.name, subscription.callback, no_ack=False)
+        assert ok.consumer_tag is not None
+        subscription.tag = ok.consumer_tag
+        self._subscriptions.append(subscription)
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+    async def _underlay(self) -> AbstractChannel:
+        """The current aiormq channel, watched for the broker cancelling our consumers."""
+        underlay = await self._channel.get_underlay_channel()
+        if self._acks is None or self._acks.channel is not underlay:
+            self._acks = ChannelAcks(underlay, timeout=self._timeout)
+            underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+        return underlay
+
+    def _callback(
+        self, task: str, queue: str, counted: bool
+    ) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
+        async def on_message(message: DeliveredMessage) -> None:
             if self._closed:
                 return  # its channel is closing: the broker requeues it
-            delivery = AmqpDelivery(
-                message, task=task, queue=queue, counted=counted, timeout=self._timeout
-            )
-            handling = asyncio.get_running_loop().create_task(self._handle(delivery))
-            self._tasks.add(handling)
-            handling.add_done_callback(self._tasks.discard)
+            acks = self._acks
+            if acks is None or acks.channel is not message.channel:
+                acks = self._acks = ChannelAcks(message.channel, timeout=self._timeout)
+            delivery = AmqpDelivery(message, acks, task=task, queue=queue, counted=counted)
+            try:
+                await self._handler(delivery)
+            except Exception:
+                # Left unsettled: it goes back to its queue when this consumer closes.
+                log.exception(
+                    "delivery handler failed", queue=queue, message_id=delivery.message_id
+                )
 
         return on_message
 
-    def subscribed(self, queue: AbstractQueue, consumer_tag: str) -> None:
-        self._subscriptions.append((queue, consumer_tag))
-
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _resubscribe(self, *_: object) -> None:
+        """After aio-pika reopened the channel (and declared and bound its queues
+        again): consume them again, with the same tags. Errors are logged here: aio-pika
+        gathers its callbacks' errors and drops them."""
+        if self._cancelled:
+            return
         try:
-            await self._handler(delivery)
-        except Exception:
-            # Left unsettled: it goes back to its queue when this consumer closes.
-            log.exception(
-                "delivery handler failed", queue=delivery.queue, message_id=delivery.message_id
-            )
+            underlay = await self._underlay()
+            for subscription in self._subscriptions:
+                await underlay.basic_consume(
+                    subscription.queue.name,
+                    subscription.callback,
+                    no_ack=False,
+                    consumer_tag=subscription.tag,
+                )
+            log.info("consuming again after a reconnect", queues=self._queue_names)
+        except Exception as exc:
+            log.error("could not consume again after a reconnect", error=repr(exc))
+
+    def _on_broker_cancel(self, frame: spec.Basic.Cancel) -> None:
+        """The broker cancelled a consumer of ours (its queue was deleted): declare the
+        queue again and subscribe again, until that works or this consumer stops."""
+        for subscription in self._subscriptions:
+            if subscription.tag == frame.consumer_tag and not self._cancelled:
+                log.warning("the broker cancelled a consumer", queue=subscription.queue.name)
+                restore = asyncio.get_running_loop().create_task(self._restore(subscription))
+                self._tasks.add(restore)
+                restore.add_done_callback(self._tasks.discard)
+
+    async def _restore(self, subscription: _Subscription) -> None:
+        while not self._cancelled:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await subscription.queue.declare()
+                    for key in Topology.binding_keys(subscription.task):
+                        await subscription.queue.bind(subscription.exchange, key)
+                    underlay = await self._underlay()
+                    await underlay.basic_consume(
+                        subscription.queue.name,
+                        subscription.callback,
+                        no_ack=False,
+                        consumer_tag=subscription.tag,
+                    )
+                log.info("consuming again", queue=subscription.queue.name)
+                return
+            except Exception as exc:
+                log.warning(
+                    "could not consume again; retrying",
+                    queue=subscription.queue.name,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(RESUBSCRIBE_PAUSE)
+
+    @property
+    def _queue_names(self) -> list[str]:
+        return [subscription.queue.name for subscription in self._subscriptions]
 
     async def cancel(self) -> None:
         """``basic.cancel`` each subscription, without waiting for a lost connection:
@@ -168,18 +265,20 @@ class AmqpConsumer(Consumer):
         if self._cancelled:
             return
         self._cancelled = True
-        for queue, tag in self._subscriptions:
+        for subscription in self._subscriptions:
+            queue = subscription.queue.name
             if self._channel.is_closed:  # down, or dropped during the previous cancel
-                log.info("consumer's connection is down; closing its channel", queue=queue.name)
+                log.info("consumer's connection is down; closing its channel", queue=queue)
                 await self._close_channel()
                 return
             try:
                 async with asyncio.timeout(self._timeout):
-                    await queue.cancel(tag)
+                    underlay = await self._channel.get_underlay_channel()
+                    await underlay.basic_cancel(subscription.tag)
             except Exception as exc:
                 if not _gone(exc):
                     raise
-                log.info("consumer already gone", queue=queue.name, error=repr(exc))
+                log.info("consumer already gone", queue=queue, error=repr(exc))
 
     async def close(self) -> None:
         if self._closed:

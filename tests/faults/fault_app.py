@@ -17,11 +17,13 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from taskq import TaskQueue, TaskState
+from taskq import TaskQueue, TaskState, TaskStatus
+from taskq.stores.base import Write
 from taskq.stores.redis import RedisStore
 
 EXCHANGE = os.environ.get("TASKQ_EXCHANGE", "taskq")
@@ -37,10 +39,20 @@ class _DieAfterSucceeded(RedisStore):
 
     async def _write(self, task_id: str, name: str, state: TaskState, **kw: Any) -> Any:
         written = await super()._write(task_id, name, state, **kw)
-        if written is not None and state is TaskState.SUCCEEDED:
-            if task_id.startswith(self.die_prefix):
-                os.kill(os.getpid(), signal.SIGKILL)  # outcome written, message not acked
+        self._maybe_die([written])
         return written
+
+    async def write_many(self, writes: Sequence[Write]) -> list[TaskStatus | None]:
+        """The worker's batched writes (taskq.stores.batch) come this way."""
+        written = await super().write_many(writes)
+        self._maybe_die(written)
+        return written
+
+    def _maybe_die(self, written: Sequence[TaskStatus | None]) -> None:
+        for status in written:
+            if status is not None and status.state is TaskState.SUCCEEDED:
+                if status.id.startswith(self.die_prefix):
+                    os.kill(os.getpid(), signal.SIGKILL)  # outcome written, message not acked
 
 
 def _store() -> RedisStore | None:
