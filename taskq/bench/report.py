@@ -143,6 +143,7 @@ def settings(config: BenchConfig) -> dict[str, Any]:
         "status_store": "redis",
         "worker_log_level": WORKER_LOG_LEVEL,
         "loop": loops.loop_name(),
+        "raw_loop": "asyncio",
         "python": platform.python_version(),
         "taskq": taskq.__version__,
     }
@@ -167,7 +168,8 @@ def table(result: dict[str, Any]) -> str:
     bulk = f"send_many of {s['bulk_chunk']:,}" if tq["enqueue_bulk_per_s"] else "no send_many"
     lines = [
         f"taskq bench: {s['tasks']:,} tasks, payload {s['payload_bytes']} B, "
-        f"{s['queue_type']} queues, Redis status store, {s['loop']}, Python {s['python']}"
+        f"{s['queue_type']} queues, Redis status store, {s['loop']} "
+        f"(raw aio-pika: {s['raw_loop']}), Python {s['python']}"
         f"{rounds}",
         f"broker {s['broker']}, store {s['store']}",
         "",

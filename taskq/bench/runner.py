@@ -2,7 +2,8 @@
 
 A round, on the run's fresh exchange:
 
-1. raw baseline: publish ``tasks`` messages, consume them (:mod:`.raw`);
+1. raw baseline: publish ``tasks`` messages, consume them (:mod:`.raw`), with plain
+   aio-pika on asyncio's own loop (:func:`raw_on_asyncio`);
 2. enqueue sequentially, concurrently, in bulk (:mod:`.enqueue`); the queue is
    purged after each phase but the last, whose tasks stay for the drain;
 3. start the workers and time the drain of those tasks (:mod:`.drain`);
@@ -15,6 +16,7 @@ in 3 and 4, and the raw consumer is never running with them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from taskq.app import TaskQueue
@@ -24,7 +26,7 @@ from taskq.bench.drain import drain
 from taskq.bench.enqueue import enqueue_bulk, enqueue_concurrent, enqueue_sequential
 from taskq.bench.latency import measure_latency
 from taskq.bench.procs import Workers
-from taskq.bench.raw import measure_raw
+from taskq.bench.raw import RawRates, measure_raw
 from taskq.bench.report import Progress, Round, summary
 from taskq.bench.tasks import build_app
 from taskq.errors import TaskqError
@@ -64,13 +66,28 @@ async def run_bench(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     return summary(config, rounds)
 
 
+async def raw_on_asyncio(config: BenchConfig, count: int) -> RawRates:
+    """The raw baseline as plain aio-pika runs in a user's program: on asyncio's own
+    event loop (``asyncio.run``), in a thread of its own while this loop (uvloop, as
+    ``taskq worker`` runs) waits. The baseline is the stack taskq starts from; uvloop is
+    one of the things taskq brings to it (issue 5 measured its targets that way).
+    If this run is interrupted, the thread's phase still finishes (it is bounded by the
+    raw phase's stall timeout) before the cleanup deletes its queue."""
+    running = asyncio.ensure_future(asyncio.to_thread(asyncio.run, measure_raw(config, count)))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        raise
+
+
 async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> Round:
     n = config.tasks
     task = app.tasks[NOOP_TASK]
     payload = config.payload
 
     progress.start(f"raw publish and consume {n:,}")
-    raw = await measure_raw(config, n)
+    raw = await raw_on_asyncio(config, n)
     progress.done(f"publish {raw.publish_per_s:,.0f}/s, consume {raw.consume_per_s:,.0f}/s")
 
     progress.start(f"enqueue sequential {config.sequential_tasks:,}")
