@@ -34,6 +34,11 @@ class _HiredisPacking:
             args = (*first.encode().split(), *args[1:])
         elif b" " in first:
             args = (*first.split(), *args[1:])
+        try:
+            return [_pack(args)]  # type: ignore[misc]
+        except TypeError:
+            pass
+        # hiredis takes str, bytes, int and float; redis-py also bytearray and memoryview.
         args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
         try:
             return [_pack(args)]  # type: ignore[misc]
