@@ -16,6 +16,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import structlog
 
 from taskq.brokers import Broker, DeadLetter, broker_from_url
+from taskq.coalesce import Coalescer
 from taskq.errors import ConfigurationError, UnknownTask
 from taskq.events import Events
 from taskq.handle import TaskHandle
@@ -150,6 +151,11 @@ class TaskQueue:
         self._connect_lock = asyncio.Lock()
         #: Queues of tasks sent by a name not registered here, built once per name.
         self._unregistered: dict[str, QueueSpec] = {}
+        #: ``store.create`` of concurrent sends, one ``create_many`` per loop turn.
+        self._creates: Coalescer[None, tuple[str, str], bool] = Coalescer(
+            lambda _, items: self.store.create_many(items),
+            lambda _, item: self.store.create(*item),
+        )
 
     def __repr__(self) -> str:
         return (

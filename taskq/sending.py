@@ -9,6 +9,10 @@ message is published, which saves a store round trip per call. The store never m
 task backwards (:data:`taskq.status.TRANSITIONS`), so a worker's ``started`` or
 ``succeeded`` that lands first wins over the late ``queued``.
 
+Concurrent sends share their round trips: the creates asked for in one turn of the event
+loop go to the store as one ``create_many`` (:mod:`taskq.coalesce`), and the broker
+publishes the messages of one turn as one window of confirms.
+
 A publish that is not confirmed removes its ``queued`` record again, so a re-send of
 the same id publishes anew; the broker may still have taken the message, and a worker
 that gets it creates the record itself.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
 import structlog
 
@@ -37,6 +41,8 @@ if TYPE_CHECKING:
     from taskq.stores import StatusStore
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 #: One call of a ``send_many``: ``(args, kwargs)``, or ``(args, kwargs, task_id)`` to
 #: give it an id (an idempotency key, as ``send(task_id=...)``; ``None``: generated).
@@ -94,7 +100,7 @@ async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float)
     if call.explicit:
         # The record goes in BEFORE the publish: the store refuses a second create of
         # an id, which makes an explicit task id an idempotency key.
-        if not await app.store.create(task_id, task):
+        if not await create(app, task_id, task):
             existing = await app.store.get(task_id)
             name = existing.name if existing is not None else task
             log.debug("task already known, not published again", task_id=task_id, task=name)
@@ -108,18 +114,15 @@ async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float)
         return TaskHandle(app, task_id, task)
 
     await _emit_queued(app, [task_id], task)  # before the publish: `started` comes after
-    created, published = await asyncio.gather(
-        app.store.create(task_id, task),
-        app.broker.publish(spec, call.body, task_id=task_id, delay=delay),
-        return_exceptions=True,
-    )
-    if isinstance(published, BaseException):
-        if created is True:  # the record was written: remove it again
-            await _forget(app.store, [task_id], task, published)
-        raise published
-    if isinstance(created, BaseException):
-        if not isinstance(created, Exception):
-            raise created
+    creating = asyncio.ensure_future(create(app, task_id, task))
+    try:
+        await app.broker.publish(spec, call.body, task_id=task_id, delay=delay)
+    except BaseException as exc:
+        if await _created(creating) is True:  # the record was written: remove it again
+            await _forget(app.store, [task_id], task, exc)
+        raise
+    created = await _created(creating)
+    if isinstance(created, Exception):
         # Published and confirmed: the task will run (a worker creates its record), and
         # raising would invite a second send of it under another id.
         log.warning(
@@ -129,6 +132,20 @@ async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float)
             error=str(created),
         )
     return TaskHandle(app, task_id, task)
+
+
+async def _created(creating: asyncio.Future[T]) -> T | Exception:
+    """What the concurrent create answered (whether it wrote), or the store's error."""
+    try:
+        return await creating
+    except Exception as exc:
+        return exc
+
+
+async def create(app: TaskQueue, task_id: str, task: str) -> bool:
+    """:meth:`StatusStore.create`, with the creates of concurrent sends in one round
+    trip (:meth:`StatusStore.create_many`, a Redis pipeline) per turn of the loop."""
+    return await app._creates(None, (task_id, task))
 
 
 def encode_calls(
@@ -159,7 +176,9 @@ async def send_many(
     app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float
 ) -> list[TaskHandle]:
     """Record every call ``queued`` in one store round trip, publish the new ones with
-    their confirms pipelined, return their handles in call order.
+    their confirms pipelined, return their handles in call order. With no explicit id
+    in the batch, the records are written while the messages are published, as
+    :func:`send_one` does for one call.
 
     Raises :class:`BulkPublishError` when any publish was not confirmed (the records of
     those are removed again)."""
@@ -168,27 +187,41 @@ async def send_many(
     if not calls:
         return []
     await app.connect()
-    written = await app.store.create_many([(call.task_id, task) for call in calls])
-    new = [call for call, fresh in zip(calls, written, strict=True) if fresh]
-    known = [call.task_id for call, fresh in zip(calls, written, strict=True) if not fresh]
-    names = await _known_names(app.store, known)
-    handles = [TaskHandle(app, call.task_id, names.get(call.task_id, task)) for call in calls]
-    if not new:
-        return handles
-    new_ids = [call.task_id for call in new]
-    await _emit_queued(app, new_ids, task)
-    try:
-        outcomes = await app.broker.publish_many(
-            spec, [(call.task_id, call.body) for call in new], delay=delay
-        )
-    except TaskqError as exc:  # raised before anything was published
-        outcomes = [exc] * len(new)
-    except BaseException as exc:
-        await _forget(app.store, new_ids, task, exc)
-        raise
+    items = [(call.task_id, task) for call in calls]
+    if any(call.explicit for call in calls):
+        # Idempotency keys: only the ids the store did not know yet are published.
+        written = await app.store.create_many(items)
+        new = [call for call, fresh in zip(calls, written, strict=True) if fresh]
+        known = [call.task_id for call, fresh in zip(calls, written, strict=True) if not fresh]
+        names = await _known_names(app.store, known)
+        handles = [TaskHandle(app, c.task_id, names.get(c.task_id, task)) for c in calls]
+        try:
+            outcomes = await _publish_many(app, spec, new, delay)
+        except BaseException as exc:  # cancelled: the calls may or may not be out
+            await _forget(app.store, [call.task_id for call in new], task, exc)
+            raise
+    else:
+        new = list(calls)
+        handles = [TaskHandle(app, call.task_id, task) for call in calls]
+        creating = asyncio.ensure_future(app.store.create_many(items))
+        try:
+            outcomes = await _publish_many(app, spec, new, delay)
+        except BaseException as exc:
+            await _created(creating)
+            await _forget(app.store, [call.task_id for call in new], task, exc)
+            raise
+        created = await _created(creating)
+        if isinstance(created, Exception):
+            log.warning(
+                "tasks published, but their queued records could not be written",
+                task_id=calls[0].task_id,
+                task=task,
+                tasks=len(calls),
+                error=str(created),
+            )
     failed = {
-        task_id: outcome
-        for task_id, outcome in zip(new_ids, outcomes, strict=True)
+        call.task_id: outcome
+        for call, outcome in zip(new, outcomes, strict=True)
         if outcome is not None
     }
     if not failed:
@@ -201,6 +234,23 @@ async def send_many(
         not_confirmed=list(failed),
         errors=list(failed.values()),
     ) from first
+
+
+async def _publish_many(
+    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float
+) -> list[BaseException | None]:
+    """Each call's outcome; an error raised before anything was published is every
+    call's."""
+    if not calls:
+        return []
+    task_ids = [call.task_id for call in calls]
+    await _emit_queued(app, task_ids, spec.task)
+    try:
+        return await app.broker.publish_many(
+            spec, [(call.task_id, call.body) for call in calls], delay=delay
+        )
+    except TaskqError as exc:
+        return [exc] * len(calls)
 
 
 async def _known_names(store: StatusStore, task_ids: list[str]) -> dict[str, str]:

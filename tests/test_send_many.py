@@ -151,8 +151,13 @@ async def test_sending_no_calls_returns_no_handles_without_connecting() -> None:
     assert not app.connected
 
 
+@pytest.mark.parametrize("ids", ["explicit", "generated"])
 async def test_calls_the_broker_refuses_are_named_their_records_removed_and_the_rest_kept(
-    app: TaskQueue, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    app: TaskQueue,
+    backend: str,
+    ids: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     task = "emails.send"
     app.extra_task_names.append(task)  # type: ignore[attr-defined]
@@ -160,18 +165,22 @@ async def test_calls_the_broker_refuses_are_named_their_records_removed_and_the_
         refuse_after_two_in_the_memory_broker(app, monkeypatch)
     else:
         await declare_a_queue_that_takes_two(app, task, request.getfixturevalue("amqp_url"))
-    ids = [f"mail-{n}-{uuid.uuid4()}" for n in range(5)]
+    given = [f"mail-{n}-{uuid.uuid4()}" for n in range(5)] if ids == "explicit" else [None] * 5
 
     with pytest.raises(BulkPublishError) as raised:
-        await app.send_many(task, [((n,), {}, task_id) for n, task_id in enumerate(ids)])
+        await app.send_many(task, [((n,), {}, task_id) for n, task_id in enumerate(given)])
 
     error = raised.value
     assert isinstance(error, PublishError)
-    assert error.not_confirmed == ids[2:]
-    assert [h.id for h in error.confirmed] == ids[:2]
+    sent = [h.id for h in error.confirmed] + error.not_confirmed
+    assert len(set(sent)) == 5
+    if ids == "explicit":
+        assert sent == given
+    assert len(error.confirmed) == 2 and len(error.not_confirmed) == 3
     assert all(isinstance(e, PublishError) for e in error.errors)
-    assert f"3 of 5 calls of task {task!r} were not confirmed ({ids[2]}, {ids[3]}" in str(error)
-    assert await states(app, ids) == [TaskState.QUEUED] * 2 + [None] * 3
+    shown = ", ".join(error.not_confirmed)
+    assert f"3 of 5 calls of task {task!r} were not confirmed ({shown})" in str(error)
+    assert await states(app, sent) == [TaskState.QUEUED] * 2 + [None] * 3
 
 
 def refuse_after_two_in_the_memory_broker(app: TaskQueue, monkeypatch: pytest.MonkeyPatch) -> None:

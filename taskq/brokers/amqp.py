@@ -50,6 +50,7 @@ from taskq.brokers.amqp_delay import DelayLevels, delete_levels
 from taskq.brokers.amqp_errors import amqp_errors
 from taskq.brokers.amqp_options import connect_options
 from taskq.brokers.amqp_publish import (
+    Outcome,
     message_id,
     publish_window,
     returned,
@@ -72,6 +73,7 @@ from taskq.brokers.dead import (
     republish,
     selects,
 )
+from taskq.coalesce import Coalescer
 from taskq.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from taskq.topology import (
     QueueSpec,
@@ -145,6 +147,9 @@ class AmqpBroker(Broker):
         self._publisher: _Publisher | None = None
         self._consuming: AbstractRobustConnection | None = None
         self._consumers: set[AmqpConsumer] = set()
+        self._coalesced: Coalescer[tuple[QueueSpec, float], tuple[str, bytes], Outcome] = Coalescer(
+            lambda key, messages: self.publish_many(key[0], messages, delay=key[1])
+        )
 
     # -- connections --------------------------------------------------------------
 
@@ -300,7 +305,9 @@ class AmqpBroker(Broker):
     async def publish(
         self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
     ) -> None:
-        (outcome,) = await self.publish_many(queue, [(task_id, body)], delay=delay)
+        # With the other publishes of this turn of the event loop: concurrent senders
+        # share one window of confirms instead of one time box and wait each.
+        outcome = await self._coalesced((queue, delay), (task_id, body))
         if outcome is not None:
             raise outcome
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import cast
 
 import aiormq
@@ -82,19 +82,20 @@ async def publish_window(
     A confirm not in within ``timeout`` is a :class:`TimeoutError` for its message
     (which the broker may still have taken). Cancelled, it cancels what is in flight.
     """
-    sends = [
-        asyncio.ensure_future(
-            channel.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=task_properties(task_id),
-                mandatory=True,
-                wait=False,
-            )
+    publishes = [
+        channel.basic_publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=task_properties(task_id),
+            mandatory=True,
+            wait=False,
         )
         for task_id, body in items
     ]
+    if len(publishes) == 1:  # the lone publish of a sender: no task, no wait set
+        return [await _alone(publishes[0], timeout)]
+    sends = [asyncio.ensure_future(publish) for publish in publishes]
     try:
         _, pending = await asyncio.wait(sends, timeout=timeout)
     except BaseException:
@@ -105,10 +106,22 @@ async def publish_window(
         send.cancel()
     if pending:
         await asyncio.wait(pending)  # their cancellation settles aiormq's bookkeeping
-    return [
-        TimeoutError(f"no confirm within {timeout:g}s") if send.cancelled() else send.exception()
-        for send in sends
-    ]
+    return [_timed_out(timeout) if send.cancelled() else send.exception() for send in sends]
+
+
+async def _alone(publish: Awaitable[object], timeout: float) -> Outcome:
+    try:
+        async with asyncio.timeout(timeout):
+            await publish
+    except TimeoutError:
+        return _timed_out(timeout)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _timed_out(timeout: float) -> TimeoutError:
+    return TimeoutError(f"no confirm within {timeout:g}s")
 
 
 def translate(
