@@ -92,12 +92,16 @@ class TaskRunner:
         # Every line of a task's life carries the pid: one log stream holds a pool's
         # processes, and a supervisor reports a dead child by its pid.
         self.log = _log.bind(worker=worker_id, pid=os.getpid())
+        #: ``self.log`` bound to each queue, made once: a message binds only its own.
+        self._queue_logs: dict[str, Any] = {}
 
     async def run(self, delivery: Delivery) -> tuple[Outcome, Any]:
         """The outcome for ``delivery`` and the logger bound to its task. Never raises
         but ``CancelledError`` (worker shutdown: the message stays unsettled and goes
         back to its queue when the consumer closes)."""
-        log = self.log.bind(queue=delivery.queue)
+        log = self._queue_logs.get(delivery.queue)
+        if log is None:
+            log = self._queue_logs[delivery.queue] = self.log.bind(queue=delivery.queue)
         try:
             return await self._run(delivery, log)
         except StoreError as exc:
