@@ -49,17 +49,14 @@ async def enqueue_concurrent(task: Task[Any, Any], payload: str, count: int) -> 
     return Enqueued(per_second(count, seconds), ids)
 
 
-async def enqueue_bulk(task: Task[Any, Any], payload: str, count: int) -> Enqueued | None:
-    """``None`` for a taskq without ``Task.send_many`` yet: no bulk rate, no failure."""
-    send_many = getattr(task, "send_many", None)
-    if send_many is None:
-        return None
+async def enqueue_bulk(task: Task[Any, Any], payload: str, count: int) -> Enqueued:
+    """``send_many`` of BULK_CHUNK calls at a time, one batch after the other."""
     ids: list[str] = []
     started = time.perf_counter()
     for start in range(0, count, BULK_CHUNK):
         calls: list[tuple[tuple[str], dict[str, Any]]] = [
             ((payload,), {}) for _ in range(min(BULK_CHUNK, count - start))
         ]
-        handles: list[TaskHandle] = await send_many(calls)
+        handles: list[TaskHandle] = await task.send_many(calls)
         ids.extend(handle.id for handle in handles)
     return Enqueued(per_second(count, time.perf_counter() - started), ids)

@@ -59,6 +59,16 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used; ``None`` where ``/proc`` cannot tell."""
+    try:
+        # The command name may hold spaces and parentheses: fields count from the last ')'.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     """The child processes of ``pid`` (every thread's ``children`` list)."""
     found: list[int] = []
@@ -120,6 +130,11 @@ class Workers:
         if self.config.processes == 1:
             return [self._process.pid]
         return children(self._process.pid)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by :meth:`task_pids`, together."""
+        used = [cpu for pid in self.task_pids() if (cpu := cpu_seconds(pid)) is not None]
+        return sum(used) if used else None
 
     def peak_rss_mib(self) -> float | None:
         """The largest peak RSS among :meth:`task_pids`, in MiB."""

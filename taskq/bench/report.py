@@ -49,13 +49,14 @@ class Progress:
 
 @dataclass(frozen=True)
 class Round:
-    """One round's figures; ``enqueue_bulk`` is ``None`` without ``Task.send_many``."""
+    """One round's figures."""
 
     raw: RawRates
     enqueue_sequential: float
     enqueue_concurrent: float
-    enqueue_bulk: float | None
+    enqueue_bulk: float
     drain: float
+    worker_cpu_us_per_task: float | None
     latency: Latency
     worker_rss_mib: float | None
 
@@ -79,6 +80,7 @@ class Round:
                 "enqueue_concurrent_per_s": self.enqueue_concurrent,
                 "enqueue_bulk_per_s": self.enqueue_bulk,
                 "drain_per_s": self.drain,
+                "worker_cpu_us_per_task": self.worker_cpu_us_per_task,
                 "latency_start_ms": vars(self.latency.start),
                 "latency_succeeded_ms": vars(self.latency.succeeded),
                 "worker_rss_mib": self.worker_rss_mib,
@@ -165,7 +167,7 @@ def table(result: dict[str, Any]) -> str:
     """The human form of :func:`summary`'s object."""
     s, raw, tq, ratios = result["settings"], result["raw"], result["taskq"], result["ratios"]
     rounds = f", median of {s['rounds']} rounds" if s["rounds"] > 1 else ""
-    bulk = f"send_many of {s['bulk_chunk']:,}" if tq["enqueue_bulk_per_s"] else "no send_many"
+    bulk = f"send_many of {s['bulk_chunk']:,}"
     lines = [
         f"taskq bench: {s['tasks']:,} tasks, payload {s['payload_bytes']} B, "
         f"{s['queue_type']} queues, Redis status store, {s['loop']} "
@@ -194,7 +196,9 @@ def table(result: dict[str, Any]) -> str:
     ):
         p = tq[key]
         lines.append(f"{label:{_WIDTH}}{p['p50']:>10.1f}{p['p95']:>9.1f}{p['p99']:>9.1f}")
-    rss = tq["worker_rss_mib"]
+    rss, cpu = tq["worker_rss_mib"], tq["worker_cpu_us_per_task"]
     shown = "n/a" if rss is None else f"{rss:.1f} MiB"
     lines += ["", f"{'peak worker RSS (largest process)':{_WIDTH}}{shown:>10}"]
+    shown = "n/a" if cpu is None else f"{cpu:,.0f} us"
+    lines += [f"{'worker CPU per task (drain, all processes)':{_WIDTH}}{shown:>10}"]
     return "\n".join(lines)

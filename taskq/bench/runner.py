@@ -100,19 +100,20 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
     progress.done(f"{concurrent.per_s:,.0f}/s")
 
     progress.start(f"enqueue bulk {n:,} (send_many)")
-    bulk = None
-    if hasattr(task, "send_many"):
-        await purge_tasks(config)
-        bulk = await enqueue_bulk(task, payload, n)
-    progress.done("no Task.send_many in this taskq" if bulk is None else f"{bulk.per_s:,.0f}/s")
-    queued = bulk or concurrent  # the last phase's tasks are the drain's
+    await purge_tasks(config)
+    bulk = await enqueue_bulk(task, payload, n)
+    progress.done(f"{bulk.per_s:,.0f}/s")
+    queued = bulk  # the last phase's tasks are the drain's
 
     workers = Workers(config)
     progress.start(f"drain {n:,} with {config.processes} x {config.concurrency}")
     try:
         await workers.start()
         drained = await drain(app, queued.ids, workers)
-        progress.done(f"{drained:,.0f}/s")
+        cpu = (
+            "" if drained.worker_cpu_us is None else f", {drained.worker_cpu_us:,.0f} us CPU a task"
+        )
+        progress.done(f"{drained.per_s:,.0f}/s{cpu}")
         progress.start(f"latency {config.latency_tasks} tasks at {LATENCY_RATE:g}/s")
         latency = await measure_latency(
             task, payload, config.latency_tasks, LATENCY_RATE, app.store, workers.check
@@ -127,8 +128,9 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
         raw=raw,
         enqueue_sequential=sequential.per_s,
         enqueue_concurrent=concurrent.per_s,
-        enqueue_bulk=bulk.per_s if bulk is not None else None,
-        drain=drained,
+        enqueue_bulk=bulk.per_s,
+        drain=drained.per_s,
+        worker_cpu_us_per_task=drained.worker_cpu_us,
         latency=latency,
         worker_rss_mib=rss,
     )
