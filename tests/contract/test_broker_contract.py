@@ -691,3 +691,35 @@ async def delete_queue_behind_its_back(
         await channel.queue_delete(name)
     finally:
         await connection.close()
+
+
+async def test_publish_many_carries_bodies_larger_than_a_frame_intact(broker: Broker) -> None:
+    # 300 KB each: several body frames per message (RabbitMQ's frame_max is 128 KiB), and
+    # more than one write's worth of bytes for the batch.
+    bodies = [bytes([n]) * 300_000 for n in range(5)] + [b"{}"]
+    messages = [(f"t-{n}", body) for n, body in enumerate(bodies)]
+
+    assert await broker.publish_many(EMAILS, messages) == [None] * 6
+
+    inbox = Inbox()
+    await broker.consume([EMAILS], inbox, prefetch=10)
+    delivered = await inbox.take(6)
+    assert [(d.correlation_id, d.body) for d in delivered] == messages
+    for delivery in delivered:
+        await delivery.ack()
+
+
+async def test_publishes_awaited_together_each_get_their_own_outcome(broker: Broker) -> None:
+    classic = QueueSpec(REPORTS.task, queue_type="classic")
+    await broker.publish(classic, b"{}", task_id="r-0")
+
+    outcomes = await asyncio.gather(
+        *(broker.publish(EMAILS, b"{}", task_id=f"t-{n}") for n in range(20)),
+        broker.publish(REPORTS, b"{}", task_id="r-1"),  # the queue is classic: refused
+        return_exceptions=True,
+    )
+
+    assert outcomes[:20] == [None] * 20
+    assert isinstance(outcomes[20], QueueMismatch)
+    assert await counts(broker, EMAILS.task, (20, 0)) == (20, 0)
+    assert await counts(broker, REPORTS.task, (1, 0)) == (1, 0)
