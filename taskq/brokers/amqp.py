@@ -374,9 +374,8 @@ class AmqpBroker(Broker):
             retried = await publish([window[index] for index in again])
             for index, outcome in zip(again, retried, strict=True):
                 outcomes[index] = outcome
-        return translate(
-            outcomes, [task_id for task_id, _ in window], self._url, self.publish_timeout
-        )
+        ids = [message[0] for message in window]
+        return translate(outcomes, ids, self._url, self.publish_timeout)
 
     async def _target(self, publisher: _Publisher, queue: QueueSpec, units: int) -> _Target:
         """Where a publish goes: the task exchange, or for a delay the level of its
