@@ -111,7 +111,9 @@ async def test_a_publish_that_fails_raises_and_removes_its_queued_record() -> No
             await job.send(task_id=task_id)
 
 
-async def test_the_queued_record_is_written_before_the_publish() -> None:
+async def test_an_explicit_ids_queued_record_is_written_before_the_publish() -> None:
+    """An explicit task id is an idempotency key: its record goes in first. (A generated
+    one is written while its message is published: taskq.sending.)"""
     seen: list[Any] = []
 
     class _Spy(MemoryBroker):
@@ -127,7 +129,7 @@ async def test_the_queued_record_is_written_before_the_publish() -> None:
     async def job() -> None: ...
 
     async with app:
-        await job.delay()
+        await job.send(task_id="job-1")
     assert seen[0] is not None and seen[0].state is TaskState.QUEUED
 
 

@@ -9,6 +9,8 @@ import signal
 import time
 from collections.abc import Callable
 
+import aio_pika
+import aiormq.exceptions
 import pytest
 
 from taskq.errors import BrokerError, PublishError
@@ -55,8 +57,10 @@ async def test_connections_cut_while_publishing_lose_no_confirmed_task(
     node: RabbitNode, deployment: Deployment, fleet: Fleet, make_proxy: MakeProxy
 ) -> None:
     """Every publish returns a handle (confirmed) or raises a BrokerError; re-sending
-    each raised one with its id ends with each task ``succeeded`` exactly once."""
-    count = 2000
+    each raised one with its id ends with each task ``succeeded`` exactly once. (Enough
+    tasks for publishing to outlast several cuts: concurrent sends share a window of
+    confirms, about 10,000/s here.)"""
+    count = 6000
     figures = Figures("2 cuts while publishing", tasks=count)
     proxy = make_proxy(node.port)
     ids = task_ids("pub", count)
@@ -224,11 +228,27 @@ async def test_publishes_cut_in_a_burst_return_only_when_the_broker_has_them(
     proxy = make_proxy(node.port)
     app = deployment.app(with_query(proxy.url(node.amqp_url), FAST_RECONNECT), publish_timeout=8)
     await app.connect()
-    ids = task_ids("burst", 400)
+    # Enough that the cut finds publishes in flight: a window of them is one write, and
+    # the proxy's slowing delays each write, not each message.
+    ids = task_ids("burst", 20_000)
+    publishing: asyncio.Task[Published] | None = None
     try:
         proxy.slow(0.002)  # keep many publishes in flight when the cut comes
         publishing = asyncio.create_task(publish(app, ids, concurrency=200))
-        await asyncio.sleep(0.3)
+        # Cut once the broker has taken some (so some are confirmed), not after a fixed
+        # time: how fast they go depends on the machine and on how sends are batched.
+        queue = f"{deployment.exchange}.fault.touch"
+        direct = await aio_pika.connect(node.amqp_url)  # not through the slowed proxy
+        async with direct:
+            for _ in range(500):
+                await asyncio.sleep(0.02)
+                try:
+                    async with direct.channel() as channel:
+                        declared = await channel.declare_queue(queue, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    continue  # not declared by the first publish yet
+                if (declared.declaration_result.message_count or 0) >= 200:
+                    break
         proxy.cut()
         proxy.resume()
         published = await publishing
@@ -240,6 +260,9 @@ async def test_publishes_cut_in_a_burst_return_only_when_the_broker_has_them(
         ]
         assert len(published.confirmed) <= depth <= len(ids)
     finally:
+        if publishing is not None and not publishing.done():  # the test failed first
+            publishing.cancel()
+            await asyncio.gather(publishing, return_exceptions=True)
         await app.close()
 
 
