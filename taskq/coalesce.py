@@ -7,10 +7,13 @@ most of the sender's CPU. A :class:`Coalescer` gathers the calls made in one tur
 loop (per key: a queue and delay, say) and makes one batch call of them, a Redis
 pipeline or a window of publishes; each caller still gets its own item's answer.
 
-Batches are not held back for one another: each turn's batch starts at once, with the
-earlier ones still out, so nothing waits for a flush to come back. A caller alone in
-its turn costs one loop turn more, and runs ``one`` (a plain call) when given: a batch
-of one is dearer than the plain call (a Redis pipeline of one: +50 us of CPU).
+By default batches are not held back for one another: each turn's batch starts at
+once, with the earlier ones still out, so nothing waits for a flush to come back (the
+sender's way). With ``in_flight=n`` at most n batches run at once and the calls asked
+for meanwhile wait and go together in the next (the worker's status writes: the busier
+Redis is, the bigger and fewer the pipelines). A caller alone in its turn costs one
+loop turn more, and runs ``one`` (a plain call) when given: a batch of one is dearer
+than the plain call (a Redis pipeline of one: +50 us of CPU).
 """
 
 from __future__ import annotations
@@ -36,10 +39,14 @@ class Coalescer(Generic[K, T, R]):
         self,
         many: Callable[[K, list[T]], Awaitable[list[R]]],
         one: Callable[[K, T], Awaitable[R]] | None = None,
+        *,
+        in_flight: int | None = None,
     ) -> None:
         self._many = many
         self._one = one
+        self._in_flight = in_flight
         self._pending: dict[K, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Batches on their way, referenced so they are not garbage collected.
         self._running: set[asyncio.Task[None]] = set()
@@ -47,21 +54,35 @@ class Coalescer(Generic[K, T, R]):
     async def __call__(self, key: K, item: T) -> R:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new loop (tests run one each): nothing carries over
-            self._loop, self._pending = loop, {}
+            self._loop, self._pending, self._running = loop, {}, set()
+            self._scheduled = False
         answer: asyncio.Future[R] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._start)  # after every call already ready in this turn
         self._pending.setdefault(key, []).append((item, answer))
+        self._schedule()
         return await answer
 
+    def _schedule(self) -> None:
+        """Start the pending calls' batches on the next turn, if a batch may start."""
+        if self._scheduled or not self._pending or self._loop is None:
+            return
+        if self._in_flight is not None and len(self._running) >= self._in_flight:
+            return  # a batch that ends schedules them
+        self._scheduled = True
+        self._loop.call_soon(self._start)  # after every call already ready in this turn
+
     def _start(self) -> None:
+        self._scheduled = False
         pending, self._pending = self._pending, {}
         if self._loop is None:  # pragma: no cover - set before any call_soon
             return
         for key, asked in pending.items():
             task = self._loop.create_task(self._run(key, asked))
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._schedule()
 
     async def _run(self, key: K, asked: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -80,3 +80,24 @@ def test_a_coalescer_outlives_its_event_loop() -> None:
 
     assert asyncio.run(one_turn(1)) == [10, 20]
     assert asyncio.run(one_turn(3)) == [30, 40]
+
+
+async def test_with_one_batch_in_flight_calls_asked_meanwhile_wait_and_go_together() -> None:
+    release = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def many(_: str, items: list[int]) -> list[int]:
+        batches.append(items)
+        await release.wait()
+        return items
+
+    coalesce: Coalescer[str, int, int] = Coalescer(many, in_flight=1)
+    first = asyncio.gather(coalesce("k", 1), coalesce("k", 2))
+    await asyncio.sleep(0.01)  # the first batch is on its way, held
+    later = [asyncio.ensure_future(coalesce("k", n)) for n in (3, 4, 5)]
+    await asyncio.sleep(0.01)
+    assert batches == [[1, 2]]  # the others wait for it
+    release.set()
+    assert await first == [1, 2]
+    assert await asyncio.gather(*later) == [3, 4, 5]
+    assert batches == [[1, 2], [3, 4, 5]]
