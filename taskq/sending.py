@@ -114,10 +114,16 @@ async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float)
         return TaskHandle(app, task_id, task)
 
     await _emit_queued(app, [task_id], task)  # before the publish: `started` comes after
+    # The publish is started first: its frames go out before the store's, and its
+    # confirm, the longer round trip, is then awaited while the record is written.
+    publishing = asyncio.ensure_future(
+        app.broker.publish(spec, call.body, task_id=task_id, delay=delay)
+    )
     creating = asyncio.ensure_future(create(app, task_id, task))
     try:
-        await app.broker.publish(spec, call.body, task_id=task_id, delay=delay)
+        await publishing
     except BaseException as exc:
+        publishing.cancel()  # our own cancellation: the publish goes with it
         if await _created(creating) is True:  # the record was written: remove it again
             await _forget(app.store, [task_id], task, exc)
         raise
