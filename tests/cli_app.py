@@ -47,5 +47,11 @@ def flaky(flag: str) -> str:
     return "fixed"
 
 
+@app.task(name="cli.loop")
+async def loop_module() -> str:
+    """The module of the event loop the worker runs on (``uvloop`` under taskq worker)."""
+    return type(asyncio.get_running_loop()).__module__
+
+
 #: Every task name above, for the tests' clean-up.
 TASK_NAMES = list(app.tasks)

@@ -129,6 +129,17 @@ async def test_send_with_wait_prints_the_task_id_then_the_result_as_json(
     assert json.loads(result) == 3
 
 
+async def test_taskq_worker_runs_its_tasks_on_uvloop(
+    env: dict[str, str], start_worker: StartWorker
+) -> None:
+    await start_worker("--concurrency", "2")
+
+    ran = await taskq("send", "cli.loop", "--wait", "20", env=env)
+
+    assert ran.returncode == RET_OK, ran.stderr
+    assert json.loads(ran.lines[1]).startswith("uvloop")
+
+
 async def test_status_shows_a_finished_task_to_people_and_as_json(
     env: dict[str, str], start_worker: StartWorker
 ) -> None:
