@@ -45,7 +45,12 @@ from aio_pika.abc import (
 )
 
 from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery
-from taskq.brokers.amqp_declare import declare_queue, inspect_queue, scratch_channel
+from taskq.brokers.amqp_declare import (
+    bind_task_queue,
+    declare_queue,
+    inspect_queue,
+    scratch_channel,
+)
 from taskq.brokers.amqp_delay import DelayLevels, delete_levels
 from taskq.brokers.amqp_errors import amqp_errors
 from taskq.brokers.amqp_options import connect_options
@@ -250,7 +255,7 @@ class AmqpBroker(Broker):
                 queue = await self._declare_task_queue(
                     connection, publisher.channel, spec, known=publisher.queues.get(name)
                 )
-                await _bind_task_queue(queue, publisher.exchange, spec.task)
+                await bind_task_queue(queue, publisher.exchange, spec.task)
                 publisher.queues[name] = queue
             else:
                 # Not ours to replay after a reconnect: the queue may be gone by then,
@@ -258,7 +263,7 @@ class AmqpBroker(Broker):
                 # and bound on a scratch channel; `forget` re-checks it after a reconnect.
                 async with scratch_channel(connection) as scratch:
                     queue = await self._declare_task_queue(connection, scratch, spec)
-                    await _bind_task_queue(queue, self.topology.exchange, spec.task)
+                    await bind_task_queue(queue, self.topology.exchange, spec.task)
             publisher.declared.add(spec)
             log.debug("queue declared", queue=name, queue_type=spec.queue_type)
 
@@ -471,7 +476,7 @@ class AmqpBroker(Broker):
                 )
                 for spec in queues:
                     queue = await self._declare_task_queue(connection, channel, spec)
-                    await _bind_task_queue(queue, exchange, spec.task)
+                    await bind_task_queue(queue, exchange, spec.task)
                     await consumer.subscribe(
                         queue,
                         exchange,
@@ -612,14 +617,6 @@ class AmqpBroker(Broker):
         finally:
             await connection.close()
         log.info("topology destroyed", exchange=t.exchange)
-
-
-async def _bind_task_queue(
-    queue: AbstractQueue, exchange: AbstractExchange | str, task: str
-) -> None:
-    """Both bindings of a task queue: its task name, and the delayed form of it."""
-    for key in Topology.binding_keys(task):
-        await queue.bind(exchange, key)
 
 
 def _publishable(value: Any) -> Any:

@@ -29,8 +29,8 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp import commands as spec
 
 from taskq.brokers.amqp_acks import ChannelAcks
+from taskq.brokers.amqp_declare import bind_task_queue
 from taskq.brokers.base import Consumer, Delivery, DeliveryHandler
-from taskq.topology import Topology
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +130,7 @@ class _Subscription:
     #: Where the queue is bound (the task exchange), by the task's binding keys.
     exchange: AbstractExchange
     task: str
+    #: The consumer tag the broker gave the first ``basic.consume`` ("" until then).
     tag: str
     callback: Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
 
@@ -162,21 +163,33 @@ class AmqpConsumer(Consumer):
     ) -> None:
         """``basic.consume`` on ``queue`` (bound to ``exchange``), whose messages run task
         ``task``. ``counted``: a quorum queue, which counts deliveries."""
-        underlay = await self._underlay()
         callback = self._callback(task, queue.name, counted)
         subscription = _Subscription(queue, exchange, task, "", callback)
-        ok = await underlay.basic_consume(queue.name, subscription.callback, no_ack=False)
-        assert ok.consumer_tag is not None
-        subscription.tag = ok.consumer_tag
+        await self._consume(subscription)
         self._subscriptions.append(subscription)
 
-    async def _underlay(self) -> AbstractChannel:
-        """The current aiormq channel, watched for the broker cancelling our consumers."""
+    async def _consume(self, subscription: _Subscription) -> None:
+        """``basic.consume`` on the current channel, with the subscription's tag once it
+        has one (a reconnect or a cancel by the broker subscribes again under it)."""
         underlay = await self._channel.get_underlay_channel()
-        if self._acks is None or self._acks.channel is not underlay:
-            self._acks = ChannelAcks(underlay, timeout=self._timeout)
-            underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
-        return underlay
+        self._acks_of(underlay)
+        ok = await underlay.basic_consume(
+            subscription.queue.name,
+            subscription.callback,
+            no_ack=False,
+            consumer_tag=subscription.tag or None,
+        )
+        assert ok.consumer_tag is not None
+        subscription.tag = ok.consumer_tag
+
+    def _acks_of(self, channel: AbstractChannel) -> ChannelAcks:
+        """The acks of ``channel``; a new channel (after a reconnect) gets its own, and
+        is watched for the broker cancelling our consumers."""
+        acks = self._acks
+        if acks is None or acks.channel is not channel:
+            acks = self._acks = ChannelAcks(channel, timeout=self._timeout)
+            channel.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+        return acks
 
     def _callback(
         self, task: str, queue: str, counted: bool
@@ -184,9 +197,7 @@ class AmqpConsumer(Consumer):
         async def on_message(message: DeliveredMessage) -> None:
             if self._closed:
                 return  # its channel is closing: the broker requeues it
-            acks = self._acks
-            if acks is None or acks.channel is not message.channel:
-                acks = self._acks = ChannelAcks(message.channel, timeout=self._timeout)
+            acks = self._acks_of(message.channel)
             delivery = AmqpDelivery(message, acks, task=task, queue=queue, counted=counted)
             try:
                 await self._handler(delivery)
@@ -205,14 +216,8 @@ class AmqpConsumer(Consumer):
         if self._cancelled:
             return
         try:
-            underlay = await self._underlay()
             for subscription in self._subscriptions:
-                await underlay.basic_consume(
-                    subscription.queue.name,
-                    subscription.callback,
-                    no_ack=False,
-                    consumer_tag=subscription.tag,
-                )
+                await self._consume(subscription)
             log.info("consuming again after a reconnect", queues=self._queue_names)
         except Exception as exc:
             log.error("could not consume again after a reconnect", error=repr(exc))
@@ -232,15 +237,10 @@ class AmqpConsumer(Consumer):
             try:
                 async with asyncio.timeout(self._timeout):
                     await subscription.queue.declare()
-                    for key in Topology.binding_keys(subscription.task):
-                        await subscription.queue.bind(subscription.exchange, key)
-                    underlay = await self._underlay()
-                    await underlay.basic_consume(
-                        subscription.queue.name,
-                        subscription.callback,
-                        no_ack=False,
-                        consumer_tag=subscription.tag,
+                    await bind_task_queue(
+                        subscription.queue, subscription.exchange, subscription.task
                     )
+                    await self._consume(subscription)
                 log.info("consuming again", queue=subscription.queue.name)
                 return
             except Exception as exc:

@@ -17,9 +17,10 @@ from typing import Any
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
 from taskq.brokers.base import QueueInfo
+from taskq.topology import Topology
 
 
 @asynccontextmanager
@@ -71,3 +72,11 @@ async def declare_queue(
         await known.declare()
         return known
     return await channel.declare_queue(name, durable=True, arguments=arguments)
+
+
+async def bind_task_queue(
+    queue: AbstractQueue, exchange: AbstractExchange | str, task: str
+) -> None:
+    """Both bindings of a task queue: its task name, and the delayed form of it."""
+    for key in Topology.binding_keys(task):
+        await queue.bind(exchange, key)
