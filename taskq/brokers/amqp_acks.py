@@ -80,14 +80,11 @@ class ChannelAcks:
     async def _send(self, tags: list[int]) -> None:
         lowest_open = min(self._unsettled, default=None)
         covered = [t for t in tags if lowest_open is None or t < lowest_open]
-        alone = tags[len(covered) :]
+        # One frame for all those below every open delivery, then one for each other.
+        frames = [(covered[-1], len(covered) > 1)] if covered else []
+        frames += [(tag, False) for tag in tags[len(covered) :]]
         async with asyncio.timeout(self._timeout):
-            if len(covered) > 1:
-                await self.channel.basic_ack(covered[-1], multiple=True)
-                self.sent[0] += 1
-            elif covered:
-                alone.insert(0, covered[0])
-            for i, tag in enumerate(alone, 1):
+            for i, (tag, multiple) in enumerate(frames, 1):
                 # Queued in order; only the last one waits for the writer.
-                await self.channel.basic_ack(tag, wait=i == len(alone))
-                self.sent[1] += 1
+                await self.channel.basic_ack(tag, multiple=multiple, wait=i == len(frames))
+                self.sent[0 if multiple else 1] += 1
