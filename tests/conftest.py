@@ -145,15 +145,10 @@ from taskq import TaskQueue  # noqa: E402
 
 
 async def delete_redis_keys(redis_url: str, prefix: str) -> None:
-    import redis.asyncio as aioredis
+    """Every key of the app named ``prefix`` (what ``taskq bench`` cleans up after it)."""
+    from taskq.bench.cleanup import delete_keys
 
-    client = aioredis.from_url(redis_url)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_keys(redis_url, prefix)
 
 
 async def remove_app(app: TaskQueue, tasks: Iterable[str], redis_url: str | None) -> None:

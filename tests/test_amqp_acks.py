@@ -37,6 +37,11 @@ class FakeChannel:
         self.frames.append(("nack", tag, multiple))
 
 
+async def cut(*_: Any, **__: Any) -> None:
+    """A frame whose connection was cut."""
+    raise OSError("cut")
+
+
 def acks_on(channel: FakeChannel, tags: range) -> ChannelAcks:
     acks = ChannelAcks(channel, timeout=5)  # type: ignore[arg-type]
     for tag in tags:
@@ -73,10 +78,7 @@ async def test_a_requeue_that_failed_keeps_its_tag_out_of_every_later_multiple_a
     channel = FakeChannel()
     acks = acks_on(channel, range(1, 4))
 
-    async def broken(*_: Any, **__: Any) -> None:
-        raise OSError("cut")
-
-    channel.basic_nack = broken  # type: ignore[method-assign]
+    channel.basic_nack = cut  # type: ignore[method-assign]
     with pytest.raises(OSError):
         await acks.requeue(1)
     await asyncio.gather(acks.ack(2), acks.ack(3))
@@ -87,10 +89,7 @@ async def test_a_failed_ack_frame_reaches_every_caller_of_its_turn() -> None:
     channel = FakeChannel()
     acks = acks_on(channel, range(1, 3))
 
-    async def broken(*_: Any, **__: Any) -> None:
-        raise OSError("cut")
-
-    channel.basic_ack = broken  # type: ignore[method-assign]
+    channel.basic_ack = cut  # type: ignore[method-assign]
     results = await asyncio.gather(acks.ack(1), acks.ack(2), return_exceptions=True)
     assert all(isinstance(r, OSError) for r in results)
 
