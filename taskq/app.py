@@ -25,7 +25,7 @@ from taskq.sending import Call, encode_call, encode_calls, send_many, send_one
 from taskq.settings import TaskqSettings
 from taskq.status import utcnow
 from taskq.stores import StatusStore, store_from_url
-from taskq.task import Task, default_name
+from taskq.task import MAX_PRIORITY, Task, default_name
 from taskq.topology import (
     QueueSpec,
     QueueType,
@@ -57,6 +57,25 @@ def delay_of(countdown: float | None, eta: datetime | None) -> float:
     if not math.isfinite(countdown):
         raise ConfigurationError(f"countdown must be a finite number of seconds, not {countdown!r}")
     return max(0.0, float(countdown))
+
+
+def check_priority(priority: int | None, spec: QueueSpec) -> int:
+    """A call's priority, checked before anything is sent: ``0 .. max_priority`` of its
+    task (a task sent by a name not registered here: up to the most RabbitMQ allows,
+    the broker caps it at the queue's own maximum)."""
+    if priority is None:
+        return 0
+    if spec.authoritative:
+        highest = spec.max_priority or 0
+    else:
+        highest = MAX_PRIORITY
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= highest:
+        if spec.authoritative and spec.max_priority is None:
+            hint = f"task {spec.task!r} has none: declare it with @app.task(max_priority=N)"
+        else:
+            hint = f"task {spec.task!r} takes priorities 0 to {highest}"
+        raise ConfigurationError(f"priority must be a whole number, not {priority!r}: {hint}")
+    return priority
 
 
 class TaskQueue:
@@ -181,6 +200,10 @@ class TaskQueue:
         retry_jitter: bool = True,
         retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
         timeout: float | None = None,
+        broadcast: bool = False,
+        max_priority: int | None = None,
+        prefetch: int | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -196,6 +219,10 @@ class TaskQueue:
         retry_jitter: bool = True,
         retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
         timeout: float | None = None,
+        broadcast: bool = False,
+        max_priority: int | None = None,
+        prefetch: int | None = None,
+        rate_limit: str | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function as a task: ``@app.task`` or ``@app.task(name="emails.send")``.
 
@@ -207,6 +234,13 @@ class TaskQueue:
         ``retry_backoff_max`` (drawn from 0 to that with ``retry_jitter``); see
         :mod:`taskq.retry`. ``timeout``: seconds an attempt may run (default and
         ceiling: half the app's ``consumer_timeout``).
+
+        ``broadcast=True``: every live worker process serving the task runs each call
+        once (:mod:`taskq.broadcast`). ``max_priority``: the task's queue is a priority
+        queue, calls sent with ``priority=0..max_priority``; ``prefetch``: messages a
+        worker takes from this queue ahead (default: its concurrency; ``1`` for strict
+        priority order). ``rate_limit="20/s"`` (or ``/m``, ``/h``): at most that many
+        starts per period across all workers (:mod:`taskq.ratelimit`).
         """
         policy = RetryPolicy.build(
             max_retries=max_retries,
@@ -226,6 +260,10 @@ class TaskQueue:
                 queue_type=queue_type or self.queue_type,
                 retry=policy,
                 timeout=timeout,
+                broadcast=broadcast,
+                max_priority=max_priority,
+                prefetch=prefetch,
+                rate_limit=rate_limit,
             )
             if task.name in self.tasks:
                 raise ConfigurationError(
@@ -296,20 +334,32 @@ class TaskQueue:
         task_id: str | None = None,
         countdown: float | None = None,
         eta: datetime | None = None,
+        priority: int | None = None,
+        required: bool = True,
     ) -> TaskHandle:
         """Send a task by name: the sender needs no import of the task's code.
 
         If the task is registered on this app its arguments are validated here;
         otherwise they only have to be JSON-serializable and the worker validates them.
-        ``task_id``, ``countdown`` and ``eta`` are as in :meth:`Task.send`.
+        ``task_id``, ``countdown``, ``eta``, ``priority`` and ``required`` are as in
+        :meth:`Task.send`.
         """
         task = self.tasks.get(name)
         if task is not None:
             return await self.send_task(
-                task, args, kwargs or {}, task_id=task_id, countdown=countdown, eta=eta
+                task,
+                args,
+                kwargs or {},
+                task_id=task_id,
+                countdown=countdown,
+                eta=eta,
+                priority=priority,
+                required=required,
             )
         delay = delay_of(countdown, eta)
-        return await self._publish(self._by_name(name), args, kwargs or {}, task_id, delay)
+        spec = self._by_name(name)
+        level = check_priority(priority, spec)
+        return await self._publish(spec, args, kwargs or {}, task_id, delay, level)
 
     async def send_task(
         self,
@@ -320,10 +370,13 @@ class TaskQueue:
         task_id: str | None = None,
         countdown: float | None = None,
         eta: datetime | None = None,
+        priority: int | None = None,
+        required: bool = True,
     ) -> TaskHandle:
         delay = delay_of(countdown, eta)
+        level = check_priority(priority, task.queue)
         task.validate(args, kwargs)  # bad arguments fail here, at the sender
-        return await self._publish(task.queue, args, kwargs, task_id, delay)
+        return await self._publish(task.queue, args, kwargs, task_id, delay, level)
 
     async def send_many(
         self,
@@ -332,6 +385,7 @@ class TaskQueue:
         *,
         countdown: float | None = None,
         eta: datetime | None = None,
+        priority: int | None = None,
     ) -> list[TaskHandle]:
         """Send many calls of one task by name; their handles, in the order of ``calls``.
 
@@ -356,8 +410,9 @@ class TaskQueue:
         else:
             spec, validate = self._by_name(name), None
         delay = delay_of(countdown, eta)
+        level = check_priority(priority, spec)
         encoded = encode_calls(spec.task, calls, validate, self.max_message_size)
-        return await send_many(self, spec, encoded, delay)
+        return await send_many(self, spec, encoded, delay, priority=level)
 
     def _by_name(self, name: str) -> QueueSpec:
         """The queue of a task sent by a name not registered here: the task's queue as
@@ -377,9 +432,10 @@ class TaskQueue:
         kwargs: Mapping[str, Any],
         task_id: str | None,
         delay: float = 0.0,
+        priority: int = 0,
     ) -> TaskHandle:
         call = encode_call(spec.task, args, kwargs, task_id, self.max_message_size)
-        return await send_one(self, spec, call, delay)
+        return await send_one(self, spec, call, delay, priority=priority)
 
     # -- dead letters ---------------------------------------------------------------
 

@@ -92,7 +92,9 @@ def encode_call(
     return Encoded(message.id, body, bool(task_id))
 
 
-async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float) -> TaskHandle:
+async def send_one(
+    app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float, *, priority: int = 0
+) -> TaskHandle:
     """Record and publish one encoded call; its handle once the broker confirmed it."""
     delay_units(delay)  # a delay longer than the broker's levels spell: refused now
     await app.connect()
@@ -107,7 +109,9 @@ async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float)
             return TaskHandle(app, task_id, name)
         await _emit_queued(app, [task_id], task)
         try:
-            await app.broker.publish(spec, call.body, task_id=task_id, delay=delay)
+            await app.broker.publish(
+                spec, call.body, task_id=task_id, delay=delay, priority=priority
+            )
         except BaseException as exc:
             await _forget(app.store, [task_id], task, exc)
             raise
@@ -117,7 +121,7 @@ async def send_one(app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float)
     # The publish is started first: its frames go out before the store's, and its
     # confirm, the longer round trip, is then awaited while the record is written.
     publishing = asyncio.ensure_future(
-        app.broker.publish(spec, call.body, task_id=task_id, delay=delay)
+        app.broker.publish(spec, call.body, task_id=task_id, delay=delay, priority=priority)
     )
     creating = asyncio.ensure_future(create(app, task_id, task))
     try:
@@ -179,7 +183,7 @@ def encode_calls(
 
 
 async def send_many(
-    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float
+    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float, *, priority: int = 0
 ) -> list[TaskHandle]:
     """Record every call ``queued`` in one store round trip, publish the new ones with
     their confirms pipelined, return their handles in call order. With no explicit id
@@ -202,7 +206,7 @@ async def send_many(
         names = await _known_names(app.store, known)
         handles = [TaskHandle(app, c.task_id, names.get(c.task_id, task)) for c in calls]
         try:
-            outcomes = await _publish_many(app, spec, new, delay)
+            outcomes = await _publish_many(app, spec, new, delay, priority)
         except BaseException as exc:  # cancelled: the calls may or may not be out
             await _forget(app.store, [call.task_id for call in new], task, exc)
             raise
@@ -211,7 +215,7 @@ async def send_many(
         handles = [TaskHandle(app, call.task_id, task) for call in calls]
         creating = asyncio.ensure_future(app.store.create_many(items))
         try:
-            outcomes = await _publish_many(app, spec, new, delay)
+            outcomes = await _publish_many(app, spec, new, delay, priority)
         except BaseException as exc:
             await _created(creating)
             await _forget(app.store, [call.task_id for call in new], task, exc)
@@ -243,7 +247,7 @@ async def send_many(
 
 
 async def _publish_many(
-    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float
+    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float, priority: int
 ) -> list[BaseException | None]:
     """Each call's outcome; an error raised before anything was published is every
     call's."""
@@ -253,7 +257,7 @@ async def _publish_many(
     await _emit_queued(app, task_ids, spec.task)
     try:
         return await app.broker.publish_many(
-            spec, [(call.task_id, call.body) for call in calls], delay=delay
+            spec, [(call.task_id, call.body) for call in calls], delay=delay, priority=priority
         )
     except TaskqError as exc:
         return [exc] * len(calls)

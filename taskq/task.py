@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import pydantic
 
 from taskq.errors import ConfigurationError, InvalidArguments
+from taskq.ratelimit import RateLimit, parse_rate_limit
 from taskq.retry import RetryPolicy
 from taskq.topology import QueueSpec, QueueType, check_name, check_queue_type
 
@@ -31,6 +32,20 @@ R = TypeVar("R")
 #: message must be acked well before RabbitMQ gives up on its consumer, closes the
 #: channel and redelivers everything on it (a second run, in parallel).
 TIMEOUT_SHARE = 0.5
+
+
+#: The most priority levels RabbitMQ gives a classic queue (``x-max-priority``).
+MAX_PRIORITY = 255
+
+
+def _check_int(value: int | None, task: str, what: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(
+            f"task {task!r}: {what} must be a whole number from {low} to {high}, not {value!r}"
+        )
+    return value
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -87,12 +102,29 @@ class Task(Generic[P, R]):
         queue_type: QueueType,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        broadcast: bool = False,
+        max_priority: int | None = None,
+        prefetch: int | None = None,
+        rate_limit: str | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
         self.name = check_name(name, what="task name")
         app.topology.queue_name(self.name)  # refuses a name too long for its queue now
-        self.queue = QueueSpec(task=self.name, queue_type=check_queue_type(queue_type))
+        #: Every live worker process serving the task runs each call once.
+        self.broadcast = bool(broadcast)
+        #: Highest priority a call may have; ``None``: not a priority queue.
+        self.max_priority = _check_int(max_priority, name, "max_priority", 1, MAX_PRIORITY)
+        #: Unsettled messages a worker takes from this task's queue; ``None``: the
+        #: worker's concurrency. ``prefetch=1`` gives strict priority order.
+        self.prefetch = _check_int(prefetch, name, "prefetch", 1, 65535)
+        #: Starts per period across every worker, kept in the status store.
+        self.rate_limit: RateLimit | None = parse_rate_limit(rate_limit, task=self.name)
+        self.queue = QueueSpec(
+            task=self.name,
+            queue_type=check_queue_type(queue_type),
+            max_priority=self.max_priority,
+        )
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         #: Seconds an attempt may run before it is cancelled (async) or abandoned and
@@ -162,16 +194,27 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         countdown: float | None = None,
         eta: datetime | None = None,
+        priority: int | None = None,
+        required: bool = True,
     ) -> TaskHandle:
         """Like :meth:`delay`, with the arguments spelled out, and options:
 
         ``task_id``: an idempotency key (a second send of the same id publishes nothing
         and returns the first one's handle). ``countdown`` (seconds) or ``eta`` (an
         aware datetime): run no sooner; the message waits in the broker, the task stays
-        ``queued`` until then.
+        ``queued`` until then. ``priority``: 0 (the default) to the task's
+        ``max_priority``, higher runs first. ``required=False``: a broadcast that no
+        worker is listening to is not an error.
         """
         return await self.app.send_task(
-            self, args, kwargs or {}, task_id=task_id, countdown=countdown, eta=eta
+            self,
+            args,
+            kwargs or {},
+            task_id=task_id,
+            countdown=countdown,
+            eta=eta,
+            priority=priority,
+            required=required,
         )
 
     async def send_many(
@@ -180,6 +223,7 @@ class Task(Generic[P, R]):
         *,
         countdown: float | None = None,
         eta: datetime | None = None,
+        priority: int | None = None,
     ) -> list[TaskHandle]:
         """Send many calls at once, ``(args, kwargs)`` or ``(args, kwargs, task_id)``
         each; their handles in the order of ``calls``. Much faster than one ``send``
@@ -189,4 +233,6 @@ class Task(Generic[P, R]):
 
         >>> handles = await add.send_many([((1, 2), {}), ((3, 4), {}, "add-3-4")])
         """
-        return await self.app.send_many(self.name, calls, countdown=countdown, eta=eta)
+        return await self.app.send_many(
+            self.name, calls, countdown=countdown, eta=eta, priority=priority
+        )

@@ -135,6 +135,8 @@ class QueueSpec:
 
     task: str
     queue_type: QueueType = "quorum"
+    #: A priority queue with levels 0 .. max_priority (classic, ``x-max-priority``).
+    max_priority: int | None = None
     #: False when the sender knows only the task's name (``app.send("x", ...)``): an
     #: existing queue is then used as it is, whatever its arguments, and only a missing
     #: one is declared, with ``queue_type``.

@@ -190,7 +190,7 @@ def refuse_after_two_in_the_memory_broker(app: TaskQueue, monkeypatch: pytest.Mo
     taken: list[str] = []
 
     async def publish_two(
-        queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+        queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0, priority: int = 0
     ) -> None:
         if len(taken) == 2:
             raise PublishError(f"publish of task {task_id} was refused (nacked)", task_id=task_id)

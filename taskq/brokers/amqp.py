@@ -308,7 +308,13 @@ class AmqpBroker(Broker):
         return publisher
 
     async def publish(
-        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+        self,
+        queue: QueueSpec,
+        body: bytes,
+        *,
+        task_id: str,
+        delay: float = 0.0,
+        priority: int = 0,
     ) -> None:
         # With the other publishes of this turn of the event loop: concurrent senders
         # share one window of confirms instead of one time box and wait each.
@@ -317,7 +323,12 @@ class AmqpBroker(Broker):
             raise outcome
 
     async def publish_many(
-        self, queue: QueueSpec, messages: Sequence[tuple[str, bytes]], *, delay: float = 0.0
+        self,
+        queue: QueueSpec,
+        messages: Sequence[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
     ) -> list[BaseException | None]:
         units = delay_units(delay)  # a delay too long is refused before anything is sent
         if not messages:

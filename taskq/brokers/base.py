@@ -161,7 +161,13 @@ class Broker(ABC):
 
     @abstractmethod
     async def publish(
-        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+        self,
+        queue: QueueSpec,
+        body: bytes,
+        *,
+        task_id: str,
+        delay: float = 0.0,
+        priority: int = 0,
     ) -> None:
         """Publish a task message with routing key ``queue.task`` and return once the
         broker confirmed it.
@@ -175,10 +181,12 @@ class Broker(ABC):
         :class:`~taskq.errors.ConfigurationError`, before anything is published.
 
         The message is persistent, ``application/json``, ``correlation_id=task_id``
-        and carries a fresh ``message_id``. The task's queue and binding are declared
-        first, once per connection, so a message published before any worker started
-        is kept. The publish is mandatory: an unroutable message (its queue deleted
-        behind our back) re-declares the queue once and retries, then raises.
+        and carries a fresh ``message_id``; ``priority`` > 0 goes in AMQP's own
+        ``priority`` property (a priority queue delivers higher ones first). The
+        task's queue and binding are declared first, once per connection, so a message
+        published before any worker started is kept. The publish is mandatory: an
+        unroutable message (its queue deleted behind our back) re-declares the queue
+        once and retries, then raises.
 
         Raises :class:`~taskq.errors.PublishError` when not confirmed (returned,
         nacked, timed out after ``publish_timeout``, connection lost) and
@@ -187,7 +195,12 @@ class Broker(ABC):
         """
 
     async def publish_many(
-        self, queue: QueueSpec, messages: Sequence[tuple[str, bytes]], *, delay: float = 0.0
+        self,
+        queue: QueueSpec,
+        messages: Sequence[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        priority: int = 0,
     ) -> list[BaseException | None]:
         """Publish each ``(task_id, body)`` as :meth:`publish` does, with their confirms
         awaited together (pipelined: up to :data:`PUBLISH_WINDOW` in flight) instead of
@@ -207,7 +220,7 @@ class Broker(ABC):
         outcomes: list[BaseException | None] = []
         for task_id, body in messages:
             try:
-                await self.publish(queue, body, task_id=task_id, delay=delay)
+                await self.publish(queue, body, task_id=task_id, delay=delay, priority=priority)
             except PublishError as exc:
                 outcomes.append(exc)
             else:

@@ -214,7 +214,13 @@ class MemoryBroker(Broker):
     # -- publishing ---------------------------------------------------------------
 
     async def publish(
-        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0
+        self,
+        queue: QueueSpec,
+        body: bytes,
+        *,
+        task_id: str,
+        delay: float = 0.0,
+        priority: int = 0,
     ) -> None:
         units = delay_units(delay)  # a delay too long is refused before anything is sent
         await self.connect()
