@@ -16,6 +16,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import structlog
 
 from taskq.brokers import Broker, DeadLetter, broker_from_url
+from taskq.cancel import cancel as cancel_task
 from taskq.coalesce import Coalescer
 from taskq.errors import ConfigurationError, UnknownTask
 from taskq.events import Events
@@ -436,6 +437,21 @@ class TaskQueue:
     ) -> TaskHandle:
         call = encode_call(spec.task, args, kwargs, task_id, self.max_message_size)
         return await send_one(self, spec, call, delay, priority=priority)
+
+    # -- cancelling -------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task, for good: ``True`` when it will not run (it was waiting:
+        queued, delayed or between retries, on any worker, after any restart) or was
+        interrupted (a running async task, within about a second); ``False`` when it had
+        already finished, or is a running sync task, which runs to its end and keeps
+        its outcome. A cancelled task's ``result()`` raises
+        :class:`~taskq.errors.TaskCancelled`. Raises :class:`~taskq.errors.UnknownTask`
+        for an id the status store does not know. See :mod:`taskq.cancel`.
+
+        >>> await app.cancel(task_id)
+        """
+        return await cancel_task(self, task_id)
 
     # -- dead letters ---------------------------------------------------------------
 

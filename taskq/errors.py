@@ -5,7 +5,7 @@
     ├── SerializationError       arguments or a result that cannot become JSON
     ├── MessageTooLarge          a task message over the app's ``max_message_size``
     ├── InvalidArguments         arguments that do not fit the task's signature
-    ├── UnknownTask              no task of that name is registered here
+    ├── UnknownTask              no task of that name is registered here (or of that id)
     ├── BrokerError
     │   ├── BrokerConnectionError    the broker cannot be reached (or refused the login)
     │   ├── PublishError             a publish that the broker did not confirm
@@ -14,6 +14,7 @@
     ├── StoreError               the status store cannot be reached or answered badly
     ├── MalformedMessage         a delivery that cannot run (worker side, dead-lettered)
     ├── TaskFailed               the task ran and failed; ``.status`` says how
+    ├── TaskCancelled            the task was cancelled; ``.status`` says when
     ├── TaskTimeout              also a :class:`TimeoutError`: an attempt ran past its limit
     └── ResultTimeout            also a :class:`TimeoutError`: no outcome in time
 
@@ -67,9 +68,16 @@ class InvalidArguments(TaskqError, ValueError):
 class UnknownTask(TaskqError, LookupError):
     """No task of this name is registered on this app."""
 
-    def __init__(self, task: str) -> None:
-        super().__init__(f"no task named {task!r} is registered")
+    def __init__(self, task: str, message: str | None = None) -> None:
+        super().__init__(message or f"no task named {task!r} is registered")
         self.task = task
+
+    @classmethod
+    def for_id(cls, task_id: str) -> UnknownTask:
+        """No task with this id in the status store (never sent, or expired)."""
+        return cls(
+            task_id, f"no task with id {task_id!r} in the status store (unknown, or expired)"
+        )
 
 
 class BrokerError(TaskqError):
@@ -154,6 +162,19 @@ class TaskFailed(TaskqError):
         what = f"{err.type}: {err.message}" if err else "no error recorded"
         super().__init__(f"task {status.name} [{status.id}] failed: {what}")
         self.status = status
+
+
+class TaskCancelled(TaskqError):
+    """The task was cancelled (``app.cancel``): before it started, or interrupted while
+    it ran. Raised by ``handle.result()``; inside a worker, it is how an interrupted
+    async task ends (never retried)."""
+
+    def __init__(self, status: TaskStatus | None = None, *, task_id: str | None = None) -> None:
+        task_id = status.id if status is not None else task_id
+        name = f"{status.name} " if status is not None else ""
+        super().__init__(f"task {name}[{task_id}] was cancelled")
+        self.status = status
+        self.task_id = task_id
 
 
 class TaskTimeout(TaskqError, TimeoutError):

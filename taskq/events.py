@@ -1,4 +1,5 @@
-"""Lifecycle events: ``queued, started, retrying, succeeded, failed``, as they are recorded.
+"""Lifecycle events: ``queued, started, retrying, succeeded, failed, cancelled``, as
+they are recorded.
 
 Off by default; on with ``TaskQueue(..., events=True)`` (or ``TASKQ_EVENTS=1``). Each
 event is a small JSON object published to the durable topic exchange ``taskq.events``
@@ -44,7 +45,7 @@ log = structlog.get_logger(__name__)
 #: The topic exchange every app publishes its events to.
 EVENTS_EXCHANGE = "taskq.events"
 #: The states an event reports, in the order a task can go through them.
-EVENT_STATES = ("queued", "started", "retrying", "succeeded", "failed")
+EVENT_STATES = ("queued", "started", "retrying", "succeeded", "failed", "cancelled")
 #: Seconds an event may take to go out before it is dropped.
 EMIT_TIMEOUT = 0.5
 

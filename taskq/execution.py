@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from taskq.cancel import WorkerCancels
 from taskq.errors import (
     BrokerError,
     InvalidArguments,
     MalformedMessage,
     SerializationError,
     StoreError,
+    TaskCancelled,
     TaskTimeout,
 )
 from taskq.message import TaskMessage, to_jsonable
@@ -89,6 +91,8 @@ class TaskRunner:
         self.events = app.events
         self.threads = threads
         self.on_overrun = on_overrun
+        #: The calls running now, for the cancels of :mod:`taskq.cancel`.
+        self.cancels = WorkerCancels()
         # Every line of a task's life carries the pid: one log stream holds a pool's
         # processes, and a supervisor reports a dead child by its pid.
         self.log = _log.bind(worker=worker_id, pid=os.getpid())
@@ -137,6 +141,10 @@ class TaskRunner:
         if status is None:
             return await self._already_finished(message, log), log
         log = log.bind(attempt=status.attempts)
+        if status.state is TaskState.CANCELLED:  # a redelivery of a task asked to cancel
+            log.info("task cancelled while its worker was lost; acked without running")
+            await self._emit_cancelled(message.id, task.name, status.attempts)
+            return Outcome.ack(), log
         if self.events is not None:
             await self.events.emit("started", message.id, task.name, attempt=status.attempts)
         if status.attempts > task.retry.max_attempts:
@@ -150,7 +158,9 @@ class TaskRunner:
         log.debug("task started")
         started = time.perf_counter()
         try:
-            value = await self._call(task, args, kwargs)
+            value = await self._call(task, message.id, args, kwargs)
+        except TaskCancelled:
+            return await self._cancelled(message, task, status.attempts, log), log
         except Exception as exc:
             duration = round(time.perf_counter() - started, 6)
             error = ErrorInfo.from_exception(exc, traceback.format_exc())
@@ -182,6 +192,22 @@ class TaskRunner:
         return Outcome.ack(), log
 
     async def _call(
+        self, task: Task[Any, Any], task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        running = self.cancels.enter(task_id, task.is_async)
+        if running is None:
+            raise TaskCancelled(task_id=task_id)
+        try:
+            return await self._call_within_limit(task, args, kwargs)
+        except asyncio.CancelledError:
+            if running.interrupted:  # by a cancel of this task, not by a worker shutdown
+                running.task.uncancel()
+                raise TaskCancelled(task_id=task_id) from None
+            raise
+        finally:
+            self.cancels.leave(task_id, running)
+
+    async def _call_within_limit(
         self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         limit = task.time_limit
@@ -225,6 +251,10 @@ class TaskRunner:
         )
         if recorded is None:  # finished meanwhile by a duplicate delivery
             return await self._already_finished(message, log)
+        if recorded.state is TaskState.CANCELLED:  # asked to cancel during the attempt
+            log.info("task failed after a cancel was asked; cancelled, not retried")
+            await self._emit_cancelled(message.id, task.name, recorded.attempts)
+            return Outcome.ack()
         if self.events is not None:
             await self.events.emit(
                 "retrying", message.id, task.name, attempt=recorded.attempts, error=error
@@ -293,10 +323,38 @@ class TaskRunner:
         if recorded is not None and self.events is not None:
             await self.events.emit("failed", task_id, name, attempt=attempts, error=error)
 
+    async def _cancelled(
+        self, message: TaskMessage, task: Task[Any, Any], attempts: int, log: Any
+    ) -> Outcome:
+        """Interrupted by a cancel (or cancelled before its call began): recorded
+        ``cancelled`` and acked, never retried nor dead-lettered."""
+        recorded = await self.writes.transition(message.id, task.name, TaskState.CANCELLED)
+        if recorded is None:
+            return await self._already_finished(message, log)
+        log.info("task cancelled while running")
+        await self._emit_cancelled(message.id, task.name, attempts)
+        return Outcome.ack()
+
+    async def _emit_cancelled(self, task_id: str, name: str, attempts: int | None) -> None:
+        if self.events is not None:
+            await self.events.emit("cancelled", task_id, name, attempt=attempts)
+
+    async def refuse_cancel(self, task_id: str) -> None:
+        """A cancel reached a sync task running here: it runs on and keeps its outcome."""
+        try:
+            await self.store.refuse_cancel(task_id)
+        except StoreError as exc:
+            self.log.warning("could not answer a cancel", task_id=task_id, error=str(exc))
+        else:
+            self.log.info("cancel refused: a sync task cannot be interrupted", task_id=task_id)
+
     async def _already_finished(self, message: TaskMessage, log: Any) -> Outcome:
         current = await self.store.get(message.id)
         if current is not None and current.state is TaskState.SUCCEEDED:
             log.info("task already succeeded; acking the redelivery without running it")
+            return Outcome.ack()
+        if current is not None and current.state is TaskState.CANCELLED:
+            log.info("task cancelled; acking its message without running it")
             return Outcome.ack()
         # Failed earlier: its dead letter may not have been published before the crash
         # that brought this message back, so dead-letter it (again, at worst).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from taskq.errors import ResultTimeout, TaskFailed
+from taskq.errors import ResultTimeout, TaskCancelled, TaskFailed
 from taskq.status import TaskState, TaskStatus
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ class TaskHandle:
         """Wait for the outcome and return the task's return value (as JSON carried it).
 
         Waits also while the store has no record yet (a worker may create it). Raises
-        :class:`~taskq.errors.TaskFailed` if the task failed and
+        :class:`~taskq.errors.TaskFailed` if the task failed,
+        :class:`~taskq.errors.TaskCancelled` if it was cancelled, and
         :class:`~taskq.errors.ResultTimeout` (a ``TimeoutError``) if it has not finished
         within ``timeout`` seconds; ``None`` waits for as long as it takes.
         """
@@ -57,4 +58,10 @@ class TaskHandle:
             raise ResultTimeout(self.id, limit, status)
         if status.state is TaskState.FAILED:
             raise TaskFailed(status)
+        if status.state is TaskState.CANCELLED:
+            raise TaskCancelled(status)
         return status.result
+
+    async def cancel(self) -> bool:
+        """Cancel this task: see :meth:`TaskQueue.cancel`."""
+        return await self._app.cancel(self.id)

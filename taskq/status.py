@@ -26,26 +26,42 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"
     #: Will not run again; ``error`` says why. Final.
     FAILED = "failed"
+    #: Cancelled before it started, or interrupted while it ran (async tasks). Final.
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
 
 #: Allowed moves, keyed by the current state (``None``: no record yet). A worker may
 #: meet a task no publisher recorded (another language's publisher, or a record removed
 #: after a failed publish), so it may create ``started`` and ``failed`` records itself.
 #: ``started -> started`` is a crash redelivery: a new attempt of the same task.
+#: ``-> cancelled``: ``StatusStore.cancel`` from ``queued`` / ``retrying``, the worker
+#: that interrupted a running async task from ``started``. A ``cancelled`` record refuses
+#: every later move, the worker's ``started`` first: that refusal is the whole check a
+#: cancelled task costs a worker.
 TRANSITIONS: dict[TaskState | None, frozenset[TaskState]] = {
     None: frozenset({TaskState.QUEUED, TaskState.STARTED, TaskState.FAILED}),
-    TaskState.QUEUED: frozenset({TaskState.STARTED, TaskState.FAILED}),
+    TaskState.QUEUED: frozenset({TaskState.STARTED, TaskState.FAILED, TaskState.CANCELLED}),
     TaskState.STARTED: frozenset(
-        {TaskState.STARTED, TaskState.RETRYING, TaskState.SUCCEEDED, TaskState.FAILED}
+        {
+            TaskState.STARTED,
+            TaskState.RETRYING,
+            TaskState.SUCCEEDED,
+            TaskState.FAILED,
+            TaskState.CANCELLED,
+        }
     ),
-    TaskState.RETRYING: frozenset({TaskState.STARTED, TaskState.FAILED}),
+    TaskState.RETRYING: frozenset({TaskState.STARTED, TaskState.FAILED, TaskState.CANCELLED}),
     TaskState.SUCCEEDED: frozenset(),
     TaskState.FAILED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
 }
+
+#: States ``StatusStore.cancel`` moves to ``cancelled`` at once: nothing runs them now.
+CANCELLABLE = frozenset({TaskState.QUEUED, TaskState.RETRYING})
 
 
 def can_move(current: TaskState | None, to: TaskState) -> bool:
@@ -89,6 +105,9 @@ class TaskStatus(BaseModel):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: A cancel was asked for while the task ran; its worker has not answered yet. A
+    #: redelivery of it (its worker died) is not started: it becomes ``cancelled``.
+    cancel_requested: bool = False
 
     @property
     def finished(self) -> bool:

@@ -8,6 +8,8 @@ differ between two declarers, or RabbitMQ answers 406 PRECONDITION_FAILED.
     exchange  <exchange>.dead         fanout, durable
     queue     <exchange>.dead         durable; dead letters keep their routing key and
                                       carry the reason in header ``x-taskq-reason``
+    exchange  <exchange>.control      fanout, durable: control messages to workers
+    queue     <exchange>.control.<worker id>  exclusive, auto-delete, one per worker
     exchange  <exchange>.delay.<k>    topic, durable; k = 0 .. DELAY_LEVELS - 1
     queue     <exchange>.delay.<k>    quorum; holds a message 2**k units, then
                                       dead-letters it to level k - 1 (k = 0: <exchange>)
@@ -198,6 +200,15 @@ class Topology:
     def dead_queue_arguments(self) -> dict[str, Any]:
         # Quorum: replicated like the task queues, so a dead letter is as safe as a task.
         return {"x-queue-type": "quorum"}
+
+    @property
+    def control_exchange(self) -> str:
+        """Fanout: control messages to every worker of the app ("cancel task X")."""
+        return f"{self.exchange}.control"
+
+    def control_queue(self, worker_id: str) -> str:
+        """A worker's own queue on :attr:`control_exchange`: exclusive, auto-delete."""
+        return f"{self.exchange}.control.{worker_id}"[:SHORT_STRING]
 
     def delay_exchange(self, level: int) -> str:
         return f"{self.exchange}.delay.{level}"

@@ -30,6 +30,7 @@ import structlog
 
 from taskq.app import TaskQueue
 from taskq.brokers.base import Consumer, Delivery
+from taskq.cancel import decode_control
 from taskq.errors import BrokerError, ConfigurationError
 from taskq.execution import TaskRunner
 from taskq.settings import TaskqSettings
@@ -89,6 +90,8 @@ class Worker:
         self.tasks_done = 0
         self.id = f"{os.getpid()}-{id(self):x}"
         self._consumer: Consumer | None = None
+        #: This worker's control queue (cancels of running tasks: taskq.cancel).
+        self._control: Consumer | None = None
         #: Deliveries not started yet, with when they arrived (monotonic seconds).
         self._inbox: asyncio.Queue[tuple[Delivery, float] | None] = asyncio.Queue()
         self._runners: list[asyncio.Task[None]] = []
@@ -137,6 +140,7 @@ class Worker:
             self._consumer = await self.app.broker.consume(
                 [t.queue for t in tasks], self._deliver, prefetch=self.concurrency
             )
+            self._control = await self.app.broker.consume_control(self.id, self._on_control)
         except BaseException:
             await self.stop(grace=0)  # undo what started; nothing was consumed yet
             raise
@@ -151,6 +155,20 @@ class Worker:
 
     async def _deliver(self, delivery: Delivery) -> None:
         self._inbox.put_nowait((delivery, time.monotonic()))
+
+    async def _on_control(self, body: bytes) -> None:
+        """A control message: the cancel of a task, interrupted here if it runs here
+        and is async (:mod:`taskq.cancel`)."""
+        task_id = decode_control(body)
+        runner = self._runner
+        if task_id is None or runner is None:
+            log.debug("control message ignored", worker=self.id, size=len(body))
+            return
+        interrupted = runner.cancels.request(task_id)
+        if interrupted is False:
+            await runner.refuse_cancel(task_id)
+        elif interrupted:
+            log.info("interrupting a cancelled task", worker=self.id, task_id=task_id)
 
     def _too_late(self, delivery: Delivery, arrived: float) -> bool:
         """Could this delivery still be acked before the broker's consumer timeout?"""
@@ -228,6 +246,11 @@ class Worker:
             if self._consumer is not None:
                 await self._consumer.close()  # anything still unsettled goes back
         finally:
+            if self._control is not None:  # kept through the grace: cancels still land
+                try:
+                    await self._control.close()
+                except BrokerError as exc:
+                    log.warning("could not close the control queue", error=str(exc))
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             if self._owns_connection:

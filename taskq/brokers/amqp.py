@@ -45,6 +45,12 @@ from aio_pika.abc import (
 )
 
 from taskq.brokers.amqp_consumer import AmqpConsumer, AmqpDelivery
+from taskq.brokers.amqp_control import (
+    AmqpControlConsumer,
+    consume_control,
+    declare_control,
+    publish_control,
+)
 from taskq.brokers.amqp_declare import (
     bind_task_queue,
     declare_queue,
@@ -65,6 +71,7 @@ from taskq.brokers.amqp_publish import (
 from taskq.brokers.base import (
     PUBLISH_WINDOW,
     Broker,
+    ControlHandler,
     DeadLetter,
     Delivery,
     DeliveryHandler,
@@ -109,6 +116,8 @@ class _Publisher:
     #: them, so a reconnect does not add one more object to replay each time.
     queues: dict[str, AbstractQueue] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The control exchange, declared on the first control message.
+    control: AbstractExchange | None = None
 
     def forget(self, _: AbstractRobustConnection | None = None) -> None:
         self.declared.clear()
@@ -152,6 +161,7 @@ class AmqpBroker(Broker):
         self._publisher: _Publisher | None = None
         self._consuming: AbstractRobustConnection | None = None
         self._consumers: set[AmqpConsumer] = set()
+        self._control_consumers: set[AmqpControlConsumer] = set()
         self._coalesced: Coalescer[tuple[QueueSpec, float], tuple[str, bytes], Outcome] = Coalescer(
             lambda key, messages: self.publish_many(key[0], messages, delay=key[1])
         )
@@ -213,6 +223,9 @@ class AmqpBroker(Broker):
     async def close(self) -> None:
         for consumer in list(self._consumers):
             await consumer.close()
+        for control in list(self._control_consumers):
+            await control.close()
+        self._control_consumers.clear()
         async with self._lock:
             publisher, self._publisher = self._publisher, None
             consuming, self._consuming = self._consuming, None
@@ -505,6 +518,24 @@ class AmqpBroker(Broker):
         )
         return consumer
 
+    # -- control messages (taskq.brokers.amqp_control) -----------------------------
+
+    async def publish_control(self, body: bytes) -> None:
+        await self.connect()
+        async with self._calling(publishing=True):
+            publisher = await self._ready_publisher()
+            if publisher.control is None:
+                publisher.control = await declare_control(publisher.channel, self.topology)
+            await publish_control(publisher.control, body)
+
+    async def consume_control(self, worker_id: str, handler: ControlHandler) -> AmqpControlConsumer:
+        await self.connect()
+        connection = await self._consuming_connection()
+        async with self._calling():
+            consumer = await consume_control(connection, self.topology, worker_id, handler)
+        self._control_consumers.add(consumer)
+        return consumer
+
     # -- inspection and cleanup ---------------------------------------------------
 
     async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:
@@ -624,6 +655,7 @@ class AmqpBroker(Broker):
                 await channel.queue_delete(t.dead_queue)
                 await channel.exchange_delete(t.exchange)
                 await channel.exchange_delete(t.dead_exchange)
+                await channel.exchange_delete(t.control_exchange)
                 await delete_levels(channel, t)
         finally:
             await connection.close()

@@ -92,6 +92,10 @@ class Consumer(ABC):
         Idempotent; implies :meth:`cancel`."""
 
 
+#: Called with the body of each control message a worker receives.
+ControlHandler = Callable[[bytes], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A message in the dead-letter queue, as the broker holds it, with what an
@@ -243,6 +247,19 @@ class Broker(ABC):
         per consumer, and quorum queues refuse a global count). Each call is a
         consumer of its own (its own channel on AMQP), on a connection apart from the
         publishing one."""
+
+    @abstractmethod
+    async def publish_control(self, body: bytes) -> None:
+        """Send a control message (``cancel`` of a running task) to every worker of
+        this app listening now: fanout, confirmed, not persistent, not mandatory (no
+        worker listening is no error: the status store carries what must last).
+        Raises :class:`~taskq.errors.PublishError` when not confirmed."""
+
+    @abstractmethod
+    async def consume_control(self, worker_id: str, handler: ControlHandler) -> Consumer:
+        """Deliver every control message published from now on to ``handler``, through
+        a queue of this worker's own (exclusive, auto-delete: it goes with the worker,
+        and comes back with a reconnect), on the consuming connection."""
 
     @abstractmethod
     async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:

@@ -31,6 +31,7 @@ import structlog
 from taskq.brokers.base import (
     Broker,
     Consumer,
+    ControlHandler,
     DeadLetter,
     Delivery,
     DeliveryHandler,
@@ -166,6 +167,32 @@ class MemoryConsumer(Consumer):
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+class MemoryControlConsumer(Consumer):
+    """A worker's control queue: gone once cancelled, as an auto-delete queue is."""
+
+    def __init__(self, broker: MemoryBroker, handler: ControlHandler) -> None:
+        self._broker = broker
+        self.handler = handler
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def cancel(self) -> None:
+        self._broker._control.discard(self)
+
+    async def close(self) -> None:
+        await self.cancel()
+
+    def deliver(self, body: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(body))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, body: bytes) -> None:
+        try:
+            await self.handler(body)
+        except Exception:
+            log.exception("control message handler failed")
+
+
 class MemoryBroker(Broker):
     """A :class:`Broker` in this process's memory. Its queues outlive :meth:`close`, like
     a server's outlive a client: only :meth:`destroy` removes them."""
@@ -183,6 +210,8 @@ class MemoryBroker(Broker):
         #: The timers of delayed messages: the delay queues' contents, which outlive
         #: :meth:`close` like the queues do.
         self._delayed: set[asyncio.TimerHandle] = set()
+        #: Workers' control queues (the control exchange's bindings).
+        self._control: set[MemoryControlConsumer] = set()
 
     async def connect(self) -> None:
         self._declare_topology()
@@ -196,6 +225,7 @@ class MemoryBroker(Broker):
     async def close(self) -> None:
         for consumer in list(self._consumers):
             await consumer.close()
+        self._control.clear()
         self._declared.clear()
 
     # -- declarations -------------------------------------------------------------
@@ -357,6 +387,21 @@ class MemoryBroker(Broker):
             subscription.queue.put_back(list(subscription.unsettled.values()))
             subscription.unsettled.clear()
             self._dispatch(subscription.queue)
+
+    # -- control messages -----------------------------------------------------------
+
+    async def publish_control(self, body: bytes) -> None:
+        await self.connect()
+        for consumer in list(self._control):
+            consumer.deliver(body)
+
+    async def consume_control(
+        self, worker_id: str, handler: ControlHandler
+    ) -> MemoryControlConsumer:
+        await self.connect()
+        consumer = MemoryControlConsumer(self, handler)
+        self._control.add(consumer)
+        return consumer
 
     # -- inspection and cleanup ---------------------------------------------------
 

@@ -4,6 +4,7 @@ status, operate the dead letters.
     taskq worker workers.emails:app --concurrency 16 --tasks 'emails.*'
     taskq send emails.send --args '["0b6e6c1a-8d1e-4b7e-9f2a-8c3b1f1f3c11", "hi"]' --wait 10
     taskq status 6f1c2a0e-4b7d-4f55-9a43-2b1e0c9d8a77 --json
+    taskq cancel 6f1c2a0e-4b7d-4f55-9a43-2b1e0c9d8a77
     taskq dead list --task emails.send --limit 20
     taskq dead requeue --task emails.send        # or: taskq dead requeue ID ...
     taskq dead purge
@@ -22,10 +23,12 @@ Exit codes:
     1   RET_ERROR      any other taskq error (bad option, invalid arguments, publish ...)
     2   RET_IMPORT     APP_PATH cannot be imported or is not a TaskQueue
     3   RET_CONNECT    the broker or the status store cannot be reached
-    4   RET_FAILED     ``send --wait``: the task failed
+    4   RET_FAILED     ``send --wait``: the task failed; ``cancel``: a task could not be
+                       cancelled (finished already, or a running sync task)
     5   RET_TIMEOUT    ``send --wait``: the task did not finish in time
-    6   RET_NOT_FOUND  ``status``: the store has no record of that id; ``dead requeue``:
-                       an ID given has no dead letter to requeue (the others are requeued)
+    6   RET_NOT_FOUND  ``status``, ``cancel``: the store has no record of that id;
+                       ``dead requeue``: an ID given has no dead letter to requeue (the
+                       others are requeued)
     64  RET_USAGE      the command line itself is wrong (argparse's own usage errors)
 
 Errors are printed as one line on stderr (``taskq: error: ...``), with any password in
@@ -39,7 +42,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taskq.cli import bench, config, dead, events, inspect, tasks, worker
+from taskq.cli import bench, cancel, config, dead, events, inspect, tasks, worker
 from taskq.cli.common import (
     RET_CONNECT,
     RET_ERROR,
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.register(commands, logging_options=logging_options)
     tasks.register(commands, logging_options=logging_options, app_option=app_option)
     dead.register(commands, logging_options=logging_options, app_option=app_option)
+    cancel.register(commands, logging_options=logging_options, app_option=app_option)
     inspect.register(commands, logging_options=logging_options)
     events.register(commands, logging_options=logging_options, app_option=app_option)
     config.register(commands, logging_options=logging_options)

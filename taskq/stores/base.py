@@ -89,6 +89,9 @@ class StatusStore(ABC):
     ) -> TaskStatus | None:
         """Move the task to ``state`` if :func:`taskq.status.can_move` allows it from
         its current state (creating the record if absent and allowed), atomically.
+        A ``started`` record marked ``cancel_requested`` (see :meth:`cancel`) asked to
+        move to ``started`` (a redelivery) or ``retrying`` moves to ``cancelled``
+        instead; any other move clears the mark.
 
         Returns the new record, or ``None`` if the move was refused (the record is
         then unchanged). Moving to ``started`` adds one to ``attempts`` and sets
@@ -148,6 +151,25 @@ class StatusStore(ABC):
         """The one conditional write behind :meth:`create` and :meth:`transition`:
         check the move (and, with ``only_if_absent``, that no record exists) and apply
         it, atomically. Returns the record as written, or ``None`` if refused."""
+
+    @abstractmethod
+    async def cancel(self, task_id: str) -> TaskStatus | None:
+        """Cancel the task as far as the store can, atomically, and return its record
+        as it is then (``None``: no record of ``task_id``):
+
+        - ``queued`` or ``retrying`` (waiting in a queue or a delay level): moved to
+          ``cancelled``, final; the worker's ``started`` is refused when its message
+          arrives, so it never runs, on any worker, after any restart.
+        - ``started``: marked ``cancel_requested``; the caller then asks the workers to
+          interrupt it. Until a worker answers, a redelivery of it (its worker died)
+          or a retry of it becomes ``cancelled`` instead of a new attempt.
+        - finished (``succeeded``, ``failed``, ``cancelled``): unchanged."""
+
+    @abstractmethod
+    async def refuse_cancel(self, task_id: str) -> bool:
+        """Clear ``cancel_requested``: the worker running the task cannot interrupt it
+        (a sync task runs to its end and keeps its real outcome, retries included).
+        Returns whether the mark was there."""
 
     @abstractmethod
     async def discard(self, task_id: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskq.message import to_json
-from taskq.status import ErrorInfo, TaskState, TaskStatus, can_move, utcnow
+from taskq.status import CANCELLABLE, ErrorInfo, TaskState, TaskStatus, can_move, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
 from taskq.urls import MEMORY_URL
 
@@ -127,7 +127,11 @@ class MemoryStore(StatusStore):
                 return None
             if current is None:
                 current = TaskStatus(id=task_id, name=name, state=state, created_at=now)
+            if current.cancel_requested and state in (TaskState.STARTED, TaskState.RETRYING):
+                state = TaskState.CANCELLED  # see StatusStore.transition
             changes: dict[str, Any] = {"state": state}
+            if state is not TaskState.STARTED:
+                changes["cancel_requested"] = False
             if state is TaskState.STARTED:
                 changes.update(attempts=current.attempts + 1, started_at=now)
             if decoded is not NO_RESULT:
@@ -139,6 +143,27 @@ class MemoryStore(StatusStore):
             if state.finished:
                 changes["finished_at"] = now
             return self._keep(current.model_copy(update=changes))
+
+    async def cancel(self, task_id: str) -> TaskStatus | None:
+        with self._lock:
+            current = self._read(task_id)
+            if current is None:
+                return None
+            if current.state in CANCELLABLE:
+                update = {"state": TaskState.CANCELLED, "finished_at": utcnow()}
+            elif current.state is TaskState.STARTED:
+                update = {"cancel_requested": True}
+            else:
+                return current
+            return self._keep(current.model_copy(update=update))
+
+    async def refuse_cancel(self, task_id: str) -> bool:
+        with self._lock:
+            current = self._read(task_id)
+            if current is None or not current.cancel_requested:
+                return False
+            self._keep(current.model_copy(update={"cancel_requested": False}))
+            return True
 
     async def reset(self, task_id: str, name: str) -> TaskStatus:
         now = utcnow()

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from taskq.errors import ConfigurationError, StoreError
 from taskq.message import to_json
-from taskq.status import TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
+from taskq.status import CANCELLABLE, TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore, Write
 from taskq.stores.redis_packing import use_hiredis_packing
 from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
@@ -101,6 +101,12 @@ if not allowed or not allowed[to] then return false end
 if current == '' then
   redis.call('HSET', key, 'name', name, 'attempts', 0, 'created_at', now)
 end
+if current == {_lua_string(TaskState.STARTED)} and
+   (to == {_lua_string(TaskState.STARTED)} or to == {_lua_string(TaskState.RETRYING)}) and
+   redis.call('HEXISTS', key, 'cancel_requested') == 1 then
+  to = {_lua_string(TaskState.CANCELLED)}
+end
+if to ~= {_lua_string(TaskState.STARTED)} then redis.call('HDEL', key, 'cancel_requested') end
 redis.call('HSET', key, 'state', to)
 if to == {_lua_string(TaskState.STARTED)} then
   redis.call('HINCRBY', key, 'attempts', 1)
@@ -115,6 +121,28 @@ end
 if FINAL[to] then redis.call('HSET', key, 'finished_at', now) end
 if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
 index(KEYS[2], unpack(ARGV, 8, 11))
+return redis.call('HGETALL', key)
+"""
+
+# KEYS[1]: the record, KEYS[2]: the index. ARGV: now (ISO-8601), ttl in ms ('' for
+# none), then _INDEX's four. StatusStore.cancel: queued / retrying -> cancelled, started
+# -> marked cancel_requested, anything else unchanged. Returns the record (HGETALL), or
+# false when there is none.
+_CANCEL = f"""{_INDEX}
+local key = KEYS[1]
+local now, ttl = unpack(ARGV, 1, 2)
+local current = redis.call('HGET', key, 'state')
+if not current then return false end
+local CANCELLABLE = {_lua_set(CANCELLABLE)}
+if CANCELLABLE[current] then
+  redis.call('HSET', key, 'state', {_lua_string(TaskState.CANCELLED)}, 'finished_at', now)
+elseif current == {_lua_string(TaskState.STARTED)} then
+  redis.call('HSET', key, 'cancel_requested', 1)
+else
+  return redis.call('HGETALL', key)
+end
+if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
+index(KEYS[2], unpack(ARGV, 3, 6))
 return redis.call('HGETALL', key)
 """
 
@@ -173,6 +201,7 @@ class _Connection:
     discard: AsyncScript
     reset: AsyncScript
     recent: AsyncScript
+    cancel: AsyncScript
 
 
 class RedisStore(StatusStore):
@@ -233,10 +262,10 @@ class RedisStore(StatusStore):
         if self._conn is not None:  # a concurrent connect() won the race; keep its client
             await client.aclose()
             return
-        write, discard, reset, recent = (
-            client.register_script(s) for s in (_WRITE, _DISCARD, _RESET, _RECENT)
+        write, discard, reset, recent, cancel = (
+            client.register_script(s) for s in (_WRITE, _DISCARD, _RESET, _RECENT, _CANCEL)
         )
-        self._conn = _Connection(client, write, discard, reset, recent)
+        self._conn = _Connection(client, write, discard, reset, recent, cancel)
         log.debug("store connected", store=self.display_url)
 
     async def close(self) -> None:
@@ -255,6 +284,17 @@ class RedisStore(StatusStore):
     async def discard(self, task_id: str) -> bool:
         with self._errors():
             return bool(await self._connection.discard(keys=self._keys(task_id), args=[task_id]))
+
+    async def cancel(self, task_id: str) -> TaskStatus | None:
+        now = utcnow()
+        args = [now.isoformat(), self._ttl_ms(), *self._index_args(task_id, now)]
+        with self._errors():
+            reply = await self._connection.cancel(keys=self._keys(task_id), args=args)
+        return self._written(task_id, reply)
+
+    async def refuse_cancel(self, task_id: str) -> bool:
+        with self._errors():
+            return bool(await self._connection.client.hdel(self._key(task_id), "cancel_requested"))
 
     async def reset(self, task_id: str, name: str) -> TaskStatus:
         now = utcnow()

@@ -1,0 +1,160 @@
+"""Cancelling tasks, persistently: ``await app.cancel(task_id)``, ``handle.cancel()``,
+``taskq cancel ID...``.
+
+The status store is the truth (Celery keeps revokes in worker memory, lost with it):
+
+- A task that waits (``queued`` in its queue, ``queued`` in a delay level for a
+  countdown, ``retrying`` between attempts) is moved to ``cancelled`` in the store, in
+  one atomic step, and nothing else: when its message reaches a worker, the worker's
+  ``started`` write, which it makes for every task anyway, is refused, and the message
+  is acked without running. No broker operation, so it holds across worker and broker
+  restarts, and the hot path pays nothing.
+- A running task is marked ``cancel_requested`` in the store, then every worker is told
+  through the control exchange (:meth:`Broker.publish_control`, a fanout). The worker
+  running it cancels the coroutine of an **async** task, records ``cancelled`` and acks
+  the message. A **sync** task cannot be stopped (Python cannot stop a thread): its
+  worker clears the mark (:meth:`StatusStore.refuse_cancel`) and the task keeps its real
+  outcome. A redelivery of a marked task (its worker died) becomes ``cancelled``
+  instead of a new attempt.
+
+:func:`cancel` waits for the worker's answer, read in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from taskq.errors import UnknownTask
+from taskq.status import TaskState, TaskStatus
+
+if TYPE_CHECKING:
+    from taskq.app import TaskQueue
+
+log = structlog.get_logger(__name__)
+
+#: Seconds :func:`cancel` waits for the worker running a task to answer.
+ANSWER_TIMEOUT = 5.0
+#: Seconds a worker remembers a cancel it was sent, for the task whose message it holds
+#: but has not started yet (the cancel came between its ``started`` write and its call).
+REMEMBER = 60.0
+
+
+def encode_cancel(task_id: str) -> bytes:
+    return json.dumps({"type": "cancel", "task_id": task_id}).encode()
+
+
+def decode_control(body: bytes) -> str | None:
+    """The task id of a cancel message; ``None`` for anything else (ignored: a newer
+    sender's control message, or garbage, must not disturb a worker)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("type") == "cancel":
+        task_id = data.get("task_id")
+        if isinstance(task_id, str) and task_id:
+            return task_id
+    return None
+
+
+async def cancel(app: TaskQueue, task_id: str) -> bool:
+    """See :meth:`TaskQueue.cancel`."""
+    await app.store.connect()
+    status = await app.store.cancel(task_id)
+    if status is None:
+        raise UnknownTask.for_id(task_id)
+    bound = log.bind(task_id=task_id, task=status.name)
+    if status.state is TaskState.CANCELLED:
+        await _emit(app, status)
+        bound.info("task cancelled")
+        return True
+    if status.state is not TaskState.STARTED:
+        bound.info("task already finished; not cancelled", state=status.state.value)
+        return False
+    await app.connect()
+    await app.broker.publish_control(encode_cancel(task_id))
+    answer = await _answer(app, task_id, ANSWER_TIMEOUT)
+    if answer is None:
+        bound.warning(
+            "no worker answered the cancel of a running task; it will not be started again",
+            waited=ANSWER_TIMEOUT,
+        )
+        return True
+    bound.info("cancel of a running task answered", state=answer.state.value)
+    return answer.state is TaskState.CANCELLED
+
+
+async def _answer(app: TaskQueue, task_id: str, timeout: float) -> TaskStatus | None:
+    """The record once the worker answered (finished, or the mark cleared); ``None`` if
+    none did within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    interval = 0.005
+    while True:
+        status = await app.store.get(task_id)
+        if status is None or status.finished or not status.cancel_requested:
+            return status
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        await asyncio.sleep(min(interval, left))
+        interval = min(interval * 1.5, 0.1)
+
+
+async def _emit(app: TaskQueue, status: TaskStatus) -> None:
+    if app.events is not None:
+        await app.events.emit("cancelled", status.id, status.name, attempt=status.attempts or None)
+
+
+@dataclass(eq=False)
+class _Running:
+    task: asyncio.Task[object]
+    is_async: bool
+    interrupted: bool = False
+
+
+class WorkerCancels:
+    """A worker's side: which task ids its runners are calling now, and the cancels it
+    was sent lately. Plain dicts, touched by the event loop only: registering a call
+    costs two dict operations."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, _Running] = {}
+        #: Task id -> when its cancel arrived (monotonic); pruned as it grows.
+        self._asked: dict[str, float] = {}
+
+    def enter(self, task_id: str, is_async: bool) -> _Running | None:
+        """Register the call of ``task_id`` about to run on this task; ``None`` when a
+        cancel for it arrived before (between its ``started`` write and now): it must
+        not run."""
+        if self._asked and self._asked.pop(task_id, None) is not None:
+            return None
+        current = asyncio.current_task()
+        assert current is not None
+        running = self._running[task_id] = _Running(current, is_async)
+        return running
+
+    def leave(self, task_id: str, running: _Running) -> None:
+        if self._running.get(task_id) is running:
+            del self._running[task_id]
+
+    def request(self, task_id: str) -> bool | None:
+        """A cancel arrived: interrupt the async call of ``task_id`` if one runs here
+        (``True``), say a sync one runs here (``False``), or ``None``."""
+        running = self._running.get(task_id)
+        if running is None:
+            now = time.monotonic()
+            if len(self._asked) > 1000:
+                self._asked = {k: t for k, t in self._asked.items() if now - t < REMEMBER}
+            self._asked[task_id] = now
+            return None
+        if not running.is_async:
+            return False
+        running.interrupted = True
+        running.task.cancel()
+        return True
