@@ -27,6 +27,7 @@ def test_the_public_names_are_exactly_these() -> None:
             "ResultTimeout",
             "SerializationError",
             "StoreError",
+            "TaskCancelled",
             "TaskFailed",
             "TaskqError",
             "TaskTimeout",
@@ -52,6 +53,7 @@ def test_task_states_are_the_documented_strings() -> None:
         "retrying",
         "succeeded",
         "failed",
+        "cancelled",
     ]
     assert set(taskq.TaskStatus.model_fields) == {
         "id",
@@ -63,5 +65,6 @@ def test_task_states_are_the_documented_strings() -> None:
         "created_at",
         "started_at",
         "finished_at",
+        "cancel_requested",
     }
     assert set(taskq.ErrorInfo.model_fields) == {"type", "message", "traceback"}
