@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from taskq.errors import UnknownTask
+from taskq.errors import BrokerError, UnknownTask
 from taskq.status import TaskState, TaskStatus
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ log = structlog.get_logger(__name__)
 
 #: Seconds :func:`cancel` waits for the worker running a task to answer.
 ANSWER_TIMEOUT = 5.0
+#: Seconds between two sends of the control message while no answer came: a worker
+#: reconnecting (its control queue declared again) gets a later one.
+RESEND = 0.5
 #: Seconds a worker remembers a cancel it was sent, for the task whose message it holds
 #: but has not started yet (the cancel came between its ``started`` write and its call).
 REMEMBER = 60.0
@@ -78,8 +81,7 @@ async def cancel(app: TaskQueue, task_id: str) -> bool:
         bound.info("task already finished; not cancelled", state=status.state.value)
         return False
     await app.connect()
-    await app.broker.publish_control(encode_cancel(task_id))
-    answer = await _answer(app, task_id, ANSWER_TIMEOUT)
+    answer = await _ask_workers(app, task_id, ANSWER_TIMEOUT)
     if answer is None:
         bound.warning(
             "no worker answered the cancel of a running task; it will not be started again",
@@ -90,19 +92,30 @@ async def cancel(app: TaskQueue, task_id: str) -> bool:
     return answer.state is TaskState.CANCELLED
 
 
-async def _answer(app: TaskQueue, task_id: str, timeout: float) -> TaskStatus | None:
-    """The record once the worker answered (finished, or the mark cleared); ``None`` if
-    none did within ``timeout``."""
-    deadline = time.monotonic() + timeout
+async def _ask_workers(app: TaskQueue, task_id: str, timeout: float) -> TaskStatus | None:
+    """Send the cancel to every worker, again every :data:`RESEND` seconds, until the
+    record says the worker answered (finished, or the mark cleared); ``None`` if none
+    did within ``timeout`` of the first confirmed send. The first send's error is
+    raised (the store's mark stays: no new attempt starts); a later one's is logged."""
+    body = encode_cancel(task_id)
+    await app.broker.publish_control(body)
+    now = time.monotonic()
+    deadline, resend = now + timeout, now + RESEND
     interval = 0.005
     while True:
         status = await app.store.get(task_id)
         if status is None or status.finished or not status.cancel_requested:
             return status
-        left = deadline - time.monotonic()
-        if left <= 0:
+        now = time.monotonic()
+        if now >= deadline:
             return None
-        await asyncio.sleep(min(interval, left))
+        if now >= resend:
+            resend = now + RESEND
+            try:
+                await app.broker.publish_control(body)
+            except BrokerError as exc:
+                log.debug("cancel not sent again", task_id=task_id, error=str(exc))
+        await asyncio.sleep(min(interval, deadline - now, max(0.0, resend - now)))
         interval = min(interval * 1.5, 0.1)
 
 
@@ -124,7 +137,9 @@ class WorkerCancels:
     costs two dict operations."""
 
     def __init__(self) -> None:
-        self._running: dict[str, _Running] = {}
+        #: Task id -> its calls running here (a redelivery may run beside the first
+        #: call, after a reconnect).
+        self._running: dict[str, list[_Running]] = {}
         #: Task id -> when its cancel arrived (monotonic); pruned as it grows.
         self._asked: dict[str, float] = {}
 
@@ -136,25 +151,31 @@ class WorkerCancels:
             return None
         current = asyncio.current_task()
         assert current is not None
-        running = self._running[task_id] = _Running(current, is_async)
+        running = _Running(current, is_async)
+        self._running.setdefault(task_id, []).append(running)
         return running
 
     def leave(self, task_id: str, running: _Running) -> None:
-        if self._running.get(task_id) is running:
-            del self._running[task_id]
+        calls = self._running.get(task_id)
+        if calls is not None:
+            calls.remove(running)
+            if not calls:
+                del self._running[task_id]
 
     def request(self, task_id: str) -> bool | None:
         """A cancel arrived: interrupt the async call of ``task_id`` if one runs here
         (``True``), say a sync one runs here (``False``), or ``None``."""
-        running = self._running.get(task_id)
-        if running is None:
+        calls = self._running.get(task_id)
+        if not calls:
             now = time.monotonic()
             if len(self._asked) > 1000:
                 self._asked = {k: t for k, t in self._asked.items() if now - t < REMEMBER}
             self._asked[task_id] = now
             return None
-        if not running.is_async:
+        if not all(running.is_async for running in calls):
             return False
-        running.interrupted = True
-        running.task.cancel()
+        for running in calls:
+            if not running.interrupted:  # a second cancel would hit its cancelled write
+                running.interrupted = True
+                running.task.cancel()
         return True
