@@ -230,3 +230,23 @@ async def test_cancel_events_are_emitted(exchange: str) -> None:
         (running.id, "cancelled"),
     ]
     assert seen[1].attempt == 1 and seen[1].routing_key == f"cancelled.{job.name}"
+
+
+async def test_a_worker_ignores_control_messages_it_cannot_read(app: TaskQueue) -> None:
+    @app.task
+    async def job() -> int:
+        return 1
+
+    unreadable = [
+        b"garbage",
+        b"[]",
+        b'{"type": "cancel"}',
+        b'{"type": "cancel", "task_id": 5}',
+        b'{"type": "restart", "task_id": "x"}',
+        b"\xff\xfe",
+    ]
+    async with Worker(app):
+        for body in unreadable:
+            await app.broker.publish_control(body)
+        handle = await job.delay()
+        assert await handle.result(timeout=20) == 1
