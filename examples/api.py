@@ -7,6 +7,7 @@
 
     curl -X POST 'http://127.0.0.1:8000/emails/0b6e6c1a-8d1e-4b7e-9f2a-8c3b1f1f3c11?subject=hi'
     curl http://127.0.0.1:8000/tasks/<task_id>
+    curl -X POST http://127.0.0.1:8000/tasks/<task_id>/cancel
 
 It never imports the task code (``workers/``): it only knows the task names and their
 arguments, the way a service in another repository or language would. A worker
@@ -21,7 +22,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 
-from taskq import TaskQueue, TaskStatus
+from taskq import TaskQueue, TaskStatus, UnknownTask
 
 
 @asynccontextmanager
@@ -56,3 +57,14 @@ async def task_status(task_id: str, request: Request) -> TaskStatus:
     if status is None:
         raise HTTPException(status_code=404, detail=f"no task {task_id}")
     return status
+
+
+@app.post("/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, request: Request) -> dict[str, bool]:
+    """Cancel by id, knowing nothing of the task: ``cancelled`` is false when it had
+    already finished (or is a sync task that is running)."""
+    try:
+        cancelled = await _queue(request).cancel(task_id)
+    except UnknownTask:
+        raise HTTPException(status_code=404, detail=f"no task {task_id}") from None
+    return {"cancelled": cancelled}

@@ -89,3 +89,22 @@ async def test_the_api_sends_an_email_task_by_name_and_reports_it_succeeded(
         task_id, "emails.send", True, 1,
     )  # fmt: skip
     assert unknown.status_code == 404
+
+
+async def test_the_api_cancels_a_task_by_id_without_the_task_code(deployment: None) -> None:
+    api = importlib.import_module("examples.api").app
+    transport = httpx.ASGITransport(app=api)
+    async with (
+        api.router.lifespan_context(api),
+        httpx.AsyncClient(transport=transport, base_url="http://api") as client,
+    ):
+        sent = await client.post(f"/emails/{uuid.uuid4()}")  # no worker runs it yet
+        task_id = sent.json()["task_id"]
+        cancelled = await client.post(f"/tasks/{task_id}/cancel")
+        status = await client.get(f"/tasks/{task_id}")
+        again = await client.post(f"/tasks/{task_id}/cancel")
+        unknown = await client.post("/tasks/no-such-task/cancel")
+    assert (cancelled.status_code, cancelled.json()) == (200, {"cancelled": True})
+    assert status.json()["state"] == "cancelled"
+    assert again.json() == {"cancelled": True}
+    assert unknown.status_code == 404
