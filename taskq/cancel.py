@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -124,11 +123,25 @@ async def _emit(app: TaskQueue, status: TaskStatus) -> None:
         await app.events.emit("cancelled", status.id, status.name, attempt=status.attempts or None)
 
 
-@dataclass(eq=False)
 class _Running:
-    task: asyncio.Task[object]
-    is_async: bool
-    interrupted: bool = False
+    """One call running on a runner task; ``below``: an earlier call of the same task
+    id still running here (a redelivery after a reconnect runs beside the first)."""
+
+    __slots__ = ("below", "interrupted", "is_async", "task")
+
+    def __init__(self, task: asyncio.Task[object], is_async: bool, below: _Running | None):
+        self.task = task
+        self.is_async = is_async
+        self.below = below
+        self.interrupted = False
+
+    def calls(self) -> list[_Running]:
+        found: list[_Running] = []
+        running: _Running | None = self
+        while running is not None:
+            found.append(running)
+            running = running.below
+        return found
 
 
 class WorkerCancels:
@@ -137,9 +150,8 @@ class WorkerCancels:
     costs two dict operations."""
 
     def __init__(self) -> None:
-        #: Task id -> its calls running here (a redelivery may run beside the first
-        #: call, after a reconnect).
-        self._running: dict[str, list[_Running]] = {}
+        #: Task id -> its latest call running here (the others chained below it).
+        self._running: dict[str, _Running] = {}
         #: Task id -> when its cancel arrived (monotonic); pruned as it grows.
         self._asked: dict[str, float] = {}
 
@@ -151,27 +163,34 @@ class WorkerCancels:
             return None
         current = asyncio.current_task()
         assert current is not None
-        running = _Running(current, is_async)
-        self._running.setdefault(task_id, []).append(running)
+        running = self._running[task_id] = _Running(current, is_async, self._running.get(task_id))
         return running
 
     def leave(self, task_id: str, running: _Running) -> None:
-        calls = self._running.get(task_id)
-        if calls is not None:
-            calls.remove(running)
-            if not calls:
+        top = self._running.get(task_id)
+        if top is running:
+            if running.below is None:
                 del self._running[task_id]
+            else:
+                self._running[task_id] = running.below
+            return
+        while top is not None:  # a call that ended under a later one: unlink it
+            if top.below is running:
+                top.below = running.below
+                return
+            top = top.below
 
     def request(self, task_id: str) -> bool | None:
         """A cancel arrived: interrupt the async call of ``task_id`` if one runs here
         (``True``), say a sync one runs here (``False``), or ``None``."""
-        calls = self._running.get(task_id)
-        if not calls:
+        top = self._running.get(task_id)
+        if top is None:
             now = time.monotonic()
             if len(self._asked) > 1000:
                 self._asked = {k: t for k, t in self._asked.items() if now - t < REMEMBER}
             self._asked[task_id] = now
             return None
+        calls = top.calls()
         if not all(running.is_async for running in calls):
             return False
         for running in calls:

@@ -38,6 +38,9 @@ async def test_cancel_interrupts_a_task_running_in_a_worker_process(
         assert ran.lines == [f"{task_id} cancelled"]
         status = await taskq("status", task_id, "--json", env=env)
         assert json.loads(status.stdout)["state"] == "cancelled"
+        shown = await taskq("status", task_id, env=env)
+        assert "state     cancelled" in shown.lines and "attempts  1" in shown.lines
+        assert not any(line.startswith("result") for line in shown.lines)
     finally:
         await app.close()
 

@@ -177,8 +177,10 @@ def describe(status: TaskStatus) -> str:
     if status.started_at and status.finished_at:
         took = (status.finished_at - status.started_at).total_seconds()
         rows.append(("took", f"{took:.3f}s"))
-    if status.state.finished and status.error is None:
+    if status.state is TaskState.SUCCEEDED:
         rows.append(("result", json.dumps(status.result)))
+    if status.cancel_requested:
+        rows.append(("cancel", "requested; the worker running it has not answered yet"))
     if status.error is not None:
         rows.append(("error", f"{status.error.type}: {status.error.message}"))
     lines = [f"{key:<9} {'-' if value is None else value}" for key, value in rows]
