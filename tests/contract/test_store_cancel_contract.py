@@ -36,7 +36,7 @@ async def test_cancel_of_a_running_task_only_marks_it(store: StatusStore, task_i
     started = await reach(store, task_id, STARTED)
     marked = await store.cancel(task_id)
     assert marked is not None and marked.state is STARTED and marked.cancel_requested
-    assert marked.attempts == started.attempts if started else False
+    assert started is not None and marked.attempts == started.attempts
     assert (await store.get(task_id)) == marked
 
 

@@ -39,6 +39,14 @@ async def _states(app: TaskQueue, ids: list[str]) -> dict[str, TaskState | None]
     return {i: None if r is None else r.state for i, r in zip(ids, records, strict=True)}
 
 
+async def _all_cancelled(app: TaskQueue, ids: list[str]) -> None:
+    await eventually(
+        lambda: _states(app, ids),
+        lambda s: set(s.values()) == {TaskState.CANCELLED},
+        timeout=30,
+    )
+
+
 async def _drained(app: TaskQueue) -> None:
     await eventually(
         lambda: app.broker.queue_info(TOUCH),
@@ -81,11 +89,7 @@ async def test_a_worker_killed_while_it_holds_cancelled_messages_runs_none_of_th
         await fleet.wait_started(second)
         fleet.kill(first)  # the four come back, to the second worker
         every = [running, *held]
-        await eventually(
-            lambda: _states(app, every),
-            lambda s: set(s.values()) == {TaskState.CANCELLED},
-            timeout=30,
-        )
+        await _all_cancelled(app, every)
         await eventually(
             lambda: app.broker.queue_info(TOUCH),
             lambda info: info is not None and info.ready == 0 and info.consumers == 1,
@@ -136,11 +140,7 @@ async def test_cancels_during_a_broker_restart_hold_and_interrupt_the_running_ta
 
         await asyncio.sleep(3)  # the delayed ones come due, and are acked unrun
         every = [running, *waiting]
-        await eventually(
-            lambda: _states(app, every),
-            lambda s: set(s.values()) == {TaskState.CANCELLED},
-            timeout=30,
-        )
+        await _all_cancelled(app, every)
         await eventually(
             lambda: app.broker.queue_info(TOUCH),
             lambda info: info is not None and info.ready == 0,
