@@ -331,12 +331,14 @@ def runs_key(exchange: str) -> str:
 async def queue_depths(node: RabbitNode, exchange: str) -> dict[str, int]:
     """Ready messages in each queue of ``exchange``'s deployment, counted by a passive
     declare (``rabbitmqctl list_queues`` counts lag up to 5 s behind on quorum queues).
-    Unacked messages are not counted: call it once no worker is connected."""
-    names = [
-        line.strip()
-        for line in node.ctl("list_queues", "name", "--no-table-headers").splitlines()
-        if line.strip().startswith(exchange + ".")
-    ]
+    Unacked messages are not counted: call it once no worker is connected. A worker's
+    exclusive queues (control, broadcast) are left out: only their own connection may
+    declare them, even passively, and they never hold tasks."""
+    names = []
+    for line in node.ctl("list_queues", "name", "exclusive", "--no-table-headers").splitlines():
+        name, _, exclusive = line.strip().partition("\t")  # "" or "false" when not
+        if name.startswith(exchange + ".") and exclusive.strip() != "true":
+            names.append(name)
     connection = await aio_pika.connect(node.amqp_url)
     try:
         depths = {}
