@@ -135,7 +135,15 @@ class QueueMismatch(BrokerError):
     PRECONDITION_FAILED). Delete the queue or make the task's options match."""
 
     def __init__(self, queue: str, detail: str) -> None:
-        super().__init__(f"queue {queue!r} exists with different arguments: {detail}")
+        # A queue's type and priority levels are fixed when it is created: no redeclare
+        # can change them (making an existing task a priority task hits this), so the
+        # message says how to get out.
+        super().__init__(
+            f"queue {queue!r} exists with different arguments: {detail}. A queue's "
+            "arguments (queue_type, max_priority) are fixed when it is created: drain and "
+            f"delete it (e.g. `rabbitmqctl delete_queue {queue}`) so that taskq declares "
+            "it again, or make the task's options match the existing queue"
+        )
         self.queue = queue
         self.detail = detail
 

@@ -261,7 +261,11 @@ class TaskRunner:
             )
         try:
             await self.app.broker.publish(
-                task.queue, delivery.body, task_id=message.id, delay=delay
+                task.queue,
+                delivery.body,
+                task_id=message.id,
+                delay=delay,
+                priority=delivery.priority,  # a retry keeps its place in line
             )
         except BrokerError as exc:
             # Requeued instead: it comes back as a new attempt, none is lost.

@@ -4,7 +4,10 @@ They are part of the wire format (README, "Wire format"): queue arguments must n
 differ between two declarers, or RabbitMQ answers 406 PRECONDITION_FAILED.
 
     exchange  <exchange>              topic, durable; routing key = task name
-    queue     <exchange>.<task name>  durable, quorum (or classic); binding key = task name
+    queue     <exchange>.<task name>  durable, quorum (or classic); binding key = task name;
+                                      a priority task's: classic with x-max-priority
+                                      (quorum on a broker whose quorum queues have
+                                      priorities, RabbitMQ 4.x)
     exchange  <exchange>.dead         fanout, durable
     queue     <exchange>.dead         durable; dead letters keep their routing key and
                                       carry the reason in header ``x-taskq-reason``
@@ -35,6 +38,9 @@ from taskq.errors import ConfigurationError
 
 QueueType = Literal["quorum", "classic"]
 QUEUE_TYPES: tuple[QueueType, ...] = ("quorum", "classic")
+
+#: Queue argument that makes a classic queue a priority queue (levels 0 .. its value).
+MAX_PRIORITY_ARGUMENT = "x-max-priority"
 
 #: Header that carries a dead letter's reason.
 REASON_HEADER = "x-taskq-reason"
@@ -137,7 +143,9 @@ class QueueSpec:
 
     task: str
     queue_type: QueueType = "quorum"
-    #: A priority queue with levels 0 .. max_priority (classic, ``x-max-priority``).
+    #: A priority queue with levels 0 .. max_priority: classic with ``x-max-priority``
+    #: where the broker's quorum queues have no priorities (RabbitMQ 3.x), else of
+    #: ``queue_type`` (``Broker.declared_queue_type``).
     max_priority: int | None = None
     #: False when the sender knows only the task's name (``app.send("x", ...)``): an
     #: existing queue is then used as it is, whatever its arguments, and only a missing
@@ -184,10 +192,20 @@ class Topology:
     def dead_queue(self) -> str:
         return f"{self.exchange}.dead"
 
-    def queue_arguments(self, queue_type: QueueType) -> dict[str, Any]:
+    def queue_arguments(
+        self, queue_type: QueueType, max_priority: int | None = None
+    ) -> dict[str, Any]:
         """Arguments of a task queue. Quorum queues dead-letter at-least-once into
         ``<exchange>.dead`` (the broker does so itself once a delivery limit is set);
-        classic queues point there too but can only do it at-most-once."""
+        classic queues point there too but can only do it at-most-once.
+
+        ``max_priority``: a classic queue becomes a priority queue with levels 0 ..
+        ``max_priority`` (``x-max-priority``). A quorum queue takes no such argument
+        (RabbitMQ 3.x refuses it, and 4.x quorum queues have their priority levels
+        built in): which type a priority task's queue gets is the broker's choice
+        (:meth:`~taskq.brokers.base.Broker.declared_queue_type`). Without
+        ``max_priority`` the arguments are exactly those of a queue without priorities.
+        """
         if queue_type == "quorum":
             return {
                 "x-queue-type": "quorum",
@@ -195,7 +213,13 @@ class Topology:
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
             }
-        return {"x-queue-type": "classic", "x-dead-letter-exchange": self.dead_exchange}
+        arguments: dict[str, Any] = {
+            "x-queue-type": "classic",
+            "x-dead-letter-exchange": self.dead_exchange,
+        }
+        if max_priority is not None:
+            arguments[MAX_PRIORITY_ARGUMENT] = max_priority
+        return arguments
 
     def dead_queue_arguments(self) -> dict[str, Any]:
         # Quorum: replicated like the task queues, so a dead letter is as safe as a task.

@@ -68,6 +68,7 @@ from taskq.brokers.amqp_publish import (
     translate,
     underlay,
 )
+from taskq.brokers.amqp_server import quorum_priority_levels, server_properties
 from taskq.brokers.base import (
     PUBLISH_WINDOW,
     Broker,
@@ -162,8 +163,16 @@ class AmqpBroker(Broker):
         self._consuming: AbstractRobustConnection | None = None
         self._consumers: set[AmqpConsumer] = set()
         self._control_consumers: set[AmqpControlConsumer] = set()
-        self._coalesced: Coalescer[tuple[QueueSpec, float], tuple[str, bytes], Outcome] = Coalescer(
-            lambda key, messages: self.publish_many(key[0], messages, delay=key[1])
+        #: Priority levels of the server's quorum queues, read on the first connect
+        #: and kept: a reconnect must not change what a queue is declared as.
+        self._quorum_levels: int | None = None
+        # Batched by queue, delay and priority: a window carries one of each.
+        self._coalesced: Coalescer[tuple[QueueSpec, float, int], tuple[str, bytes], Outcome] = (
+            Coalescer(
+                lambda key, messages: self.publish_many(
+                    key[0], messages, delay=key[1], priority=key[2]
+                )
+            )
         )
 
     # -- connections --------------------------------------------------------------
@@ -174,7 +183,17 @@ class AmqpBroker(Broker):
         async with self._lock:
             if self._publisher is None:
                 self._publisher = await self._open_publisher()
-                log.info("broker connected", url=self.display_url, exchange=self.topology.exchange)
+                log.info(
+                    "broker connected",
+                    url=self.display_url,
+                    exchange=self.topology.exchange,
+                    quorum_priority_levels=self._quorum_levels,
+                )
+
+    def quorum_priority_levels(self) -> int | None:
+        """From the server's version (:mod:`taskq.brokers.amqp_server`), as read on the
+        first connect: ``None`` on RabbitMQ 3.x."""
+        return self._quorum_levels
 
     async def _open(self, role: str) -> AbstractRobustConnection:
         # fail_fast (aio-pika's default): a wrong password or host raises here, at once.
@@ -197,6 +216,8 @@ class AmqpBroker(Broker):
     async def _open_publisher(self) -> _Publisher:
         t = self.topology
         connection = await self._open("publish")
+        if self._quorum_levels is None:
+            self._quorum_levels = quorum_priority_levels(server_properties(connection))
         try:
             async with self._calling():
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -250,7 +271,7 @@ class AmqpBroker(Broker):
             connection,
             channel,
             self.topology.queue_name(spec.task),
-            self.topology.queue_arguments(spec.queue_type),
+            self.queue_arguments(spec),
             use_existing=not spec.authoritative,
             known=known,
         )
@@ -278,7 +299,7 @@ class AmqpBroker(Broker):
                     queue = await self._declare_task_queue(connection, scratch, spec)
                     await bind_task_queue(queue, self.topology.exchange, spec.task)
             publisher.declared.add(spec)
-            log.debug("queue declared", queue=name, queue_type=spec.queue_type)
+            log.debug("queue declared", queue=name, queue_type=self.declared_queue_type(spec))
 
     async def _declare_dead_queue(self, publisher: _Publisher) -> None:
         t = self.topology
@@ -331,7 +352,7 @@ class AmqpBroker(Broker):
     ) -> None:
         # With the other publishes of this turn of the event loop: concurrent senders
         # share one window of confirms instead of one time box and wait each.
-        outcome = await self._coalesced((queue, delay), (task_id, body))
+        outcome = await self._coalesced((queue, delay, priority), (task_id, body))
         if outcome is not None:
             raise outcome
 
@@ -352,7 +373,9 @@ class AmqpBroker(Broker):
         for start in range(0, len(messages), PUBLISH_WINDOW):
             window = messages[start : start + PUBLISH_WINDOW]
             try:
-                outcomes += await self._publish_window(queue, units, window, task_id=single)
+                outcomes += await self._publish_window(
+                    queue, units, window, task_id=single, priority=priority
+                )
             except BrokerError as exc:
                 if not outcomes:
                     raise  # nothing was published
@@ -368,6 +391,7 @@ class AmqpBroker(Broker):
         window: Sequence[tuple[str, bytes]],
         *,
         task_id: str | None,
+        priority: int = 0,
     ) -> list[BaseException | None]:
         """One window, its confirms awaited together, all within ``publish_timeout``
         (the declarations, the publishes and the retry of returned messages)."""
@@ -383,7 +407,7 @@ class AmqpBroker(Broker):
         async def publish(items: Sequence[tuple[str, bytes]]) -> list[BaseException | None]:
             left = max(0.0, deadline - asyncio.get_running_loop().time())
             return await publish_window(
-                channel, target.exchange, target.routing_key, items, timeout=left
+                channel, target.exchange, target.routing_key, items, timeout=left, priority=priority
             )
 
         outcomes = await publish(window)
@@ -468,6 +492,7 @@ class AmqpBroker(Broker):
                 content_type=content_type,
                 correlation_id=delivery.correlation_id,
                 message_id=message_id(),
+                priority=delivery.priority or None,  # kept for a requeue
             )
 
         async with self._calling(publishing=True, task_id=delivery.correlation_id):
@@ -505,7 +530,7 @@ class AmqpBroker(Broker):
                         queue,
                         exchange,
                         task=spec.task,
-                        counted=queue.arguments == self.topology.queue_arguments("quorum"),
+                        counted=self.declared_queue_type(spec) == "quorum",
                     )
             except BaseException:
                 await consumer.close()
@@ -683,4 +708,5 @@ def _dead_letter(topology: Topology, message: AbstractIncomingMessage) -> DeadLe
         headers=message.headers,
         correlation_id=message.correlation_id,
         message_id=message.message_id,
+        priority=message.priority or 0,
     )

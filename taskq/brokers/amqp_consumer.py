@@ -81,6 +81,7 @@ class AmqpDelivery(Delivery):
             correlation_id=properties.correlation_id,
             message_id=properties.message_id,
             delivery_count=count if isinstance(count, int) else None,
+            priority=properties.priority or 0,
         )
         self.content_type = properties.content_type
         self._acks = acks

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from taskq.errors import PublishError
-from taskq.topology import QueueSpec, Topology, delay_units
+from taskq.topology import QueueSpec, QueueType, Topology, delay_units
 
 
 class Delivery(ABC):
@@ -30,6 +30,7 @@ class Delivery(ABC):
         "delivery_count",
         "headers",
         "message_id",
+        "priority",
         "queue",
         "redelivered",
         "routing_key",
@@ -48,6 +49,7 @@ class Delivery(ABC):
         correlation_id: str | None = None,
         message_id: str | None = None,
         delivery_count: int | None = None,
+        priority: int = 0,
     ) -> None:
         self.body = body
         #: The task whose queue this came from (may differ from the body's ``task``).
@@ -62,6 +64,9 @@ class Delivery(ABC):
         #: Earlier deliveries of this message, where the queue counts them (quorum
         #: queues' ``x-delivery-count``); ``None`` where it does not.
         self.delivery_count = delivery_count
+        #: The message's priority as published (AMQP's ``priority`` property; 0 when
+        #: it has none): a retry or a dead letter is published again with it.
+        self.priority = priority
 
     @abstractmethod
     async def ack(self) -> None:
@@ -114,6 +119,8 @@ class DeadLetter:
     task: str | None = None
     #: When it was dead-lettered (UTC), where the message says.
     dead_at: datetime | None = None
+    #: The priority it was published with: a requeue publishes it with this again.
+    priority: int = 0
 
 
 #: Called before a dead letter is published again, with its task id and task name;
@@ -153,6 +160,30 @@ class Broker(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display_url} exchange={self.topology.exchange!r}>"
 
+    def quorum_priority_levels(self) -> int | None:
+        """How many priority levels this broker's quorum queues have; ``None`` when they
+        have none (RabbitMQ 3.x, where only classic queues take ``x-max-priority``, and
+        this default). Read once connected."""
+        return None
+
+    def declared_queue_type(self, spec: QueueSpec) -> QueueType:
+        """The type a task queue is declared with: ``spec.queue_type``, except that a
+        priority task's quorum queue is classic where quorum queues have no priorities
+        (a classic queue is not replicated: the README weighs that trade-off)."""
+        if (
+            spec.max_priority is not None
+            and spec.queue_type == "quorum"
+            and self.quorum_priority_levels() is None
+        ):
+            return "classic"
+        return spec.queue_type
+
+    def queue_arguments(self, spec: QueueSpec) -> dict[str, Any]:
+        """The arguments a task queue is declared with, from :attr:`topology`: the one
+        place both the publishing and the consuming side take them from, so the two
+        never differ (a 406 otherwise)."""
+        return self.topology.queue_arguments(self.declared_queue_type(spec), spec.max_priority)
+
     @abstractmethod
     async def connect(self) -> None:
         """Connect and declare the exchange and the dead-letter exchange and queue.
@@ -186,7 +217,8 @@ class Broker(ABC):
 
         The message is persistent, ``application/json``, ``correlation_id=task_id``
         and carries a fresh ``message_id``; ``priority`` > 0 goes in AMQP's own
-        ``priority`` property (a priority queue delivers higher ones first). The
+        ``priority`` property (a priority queue delivers higher ones first, FIFO within
+        a level, and keeps it through a delay; 0 sets no property at all). The
         task's queue and binding are declared first, once per connection, so a message
         published before any worker started is kept. The publish is mandatory: an
         unroutable message (its queue deleted behind our back) re-declares the queue
@@ -281,12 +313,13 @@ class Broker(ABC):
 
         Each goes through :meth:`publish` (confirmed, mandatory, persistent, the task
         queue declared first) as a fresh message: the body as it was, the task id as
-        ``correlation_id``, no headers (the dead-letter ones dropped). ``prepare`` runs
-        first (default: the task's existing queue, or a new quorum one). A letter
-        leaves the dead-letter queue only once its publish is confirmed; if
-        ``prepare`` or the publish raises, it stays there with every letter not yet
-        requeued, and the error is raised. Requeueing is at least once: a connection
-        lost between the confirm and the removal leaves the letter in both places.
+        ``correlation_id``, its priority, no headers (the dead-letter ones dropped).
+        ``prepare`` runs first (default: the task's existing queue, or a new quorum
+        one). A letter leaves the dead-letter queue only once its publish is
+        confirmed; if ``prepare`` or the publish raises, it stays there with every
+        letter not yet requeued, and the error is raised. Requeueing is at least once:
+        a connection lost between the confirm and the removal leaves the letter in
+        both places.
         """
 
     @abstractmethod

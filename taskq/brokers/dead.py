@@ -13,6 +13,7 @@ Where each field comes from, first that is there:
     reason    ``x-taskq-reason``, else ``x-death[0].reason``, else
               ``x-first-death-reason``, else ``"unknown"``
     dead_at   ``x-taskq-dead-at``, else ``x-death[0].time``
+    priority  the AMQP ``priority`` property (kept when dead-lettered), else 0
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def read_dead_letter(
     headers: Mapping[str, Any],
     correlation_id: str | None,
     message_id: str | None,
+    priority: int = 0,
 ) -> DeadLetter:
     """A message of the dead-letter queue as a :class:`DeadLetter`; whatever its body or
     headers hold, this never raises."""
@@ -84,6 +86,7 @@ def read_dead_letter(
         task_id=task_id,
         task=_task_name(topology, task) or _task_of_queue(topology, queue),
         dead_at=_timestamp(headers.get(DEAD_AT_HEADER)) or _timestamp(death.get("time")),
+        priority=priority,
     )
 
 
@@ -105,7 +108,8 @@ def selects(letter: DeadLetter, *, task: str | None, ids: frozenset[str]) -> boo
 
 async def republish(broker: Broker, letter: DeadLetter, prepare: PrepareRequeue | None) -> bool:
     """Publish ``letter`` back to its task's queue through ``broker.publish``, after
-    ``prepare`` (default: the task's existing queue, or a new quorum one). Returns
+    ``prepare`` (default: the task's existing queue, or a new quorum one), with the
+    priority it was published with. Returns
     ``False``, having published nothing, for a letter with no task id or no task name
     to send it back by: it stays a dead letter."""
     if letter.task_id is None or letter.task is None:
@@ -120,7 +124,7 @@ async def republish(broker: Broker, letter: DeadLetter, prepare: PrepareRequeue 
         spec = QueueSpec(letter.task, authoritative=False)
     else:
         spec = await prepare(letter.task_id, letter.task)
-    await broker.publish(spec, letter.body, task_id=letter.task_id)
+    await broker.publish(spec, letter.body, task_id=letter.task_id, priority=letter.priority)
     log.info("dead letter requeued", task_id=letter.task_id, task=letter.task)
     return True
 

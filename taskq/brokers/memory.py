@@ -9,9 +9,10 @@ requeues, redelivery, dead letters) runs against it, in one event loop, with no 
 Where RabbitMQ 3.10's queue types differ, this follows the type (measured, see
 ``tests/contract/test_broker_contract.py``): a quorum queue counts deliveries
 (``delivery_count`` 0, 1, ...) and puts a requeued message at its back; a classic queue
-counts nothing (``None``) and puts it back at its head. A delayed message waits on a
-timer of its own, as it would in RabbitMQ's delay levels, then is routed with the same
-bit-prefixed routing key.
+counts nothing (``None``) and puts it back at its head; a priority queue delivers the
+highest priority first (the order: :mod:`taskq.brokers.memory_queue`). A delayed
+message waits on a timer of its own, as it would in RabbitMQ's delay levels, then is
+routed with the same bit-prefixed routing key.
 
     broker = MemoryBroker(Topology("shop"))
     await broker.publish(QueueSpec("emails.send"), body, task_id=task_id)
@@ -45,11 +46,11 @@ from taskq.brokers.dead import (
     republish,
     selects,
 )
+from taskq.brokers.memory_queue import MemoryQueue, Message
 from taskq.errors import PublishError, QueueMismatch
 from taskq.topology import (
     DELAY_UNIT,
     QueueSpec,
-    QueueType,
     Topology,
     delay_routing_key,
     delay_units,
@@ -66,51 +67,16 @@ _UNROUTED_RETRY = 180.0
 
 
 @dataclass(eq=False)
-class _Message:
-    body: bytes
-    routing_key: str
-    headers: dict[str, Any]
-    correlation_id: str | None
-    message_id: str | None
-    #: How many times it was handed to a consumer.
-    deliveries: int = 0
-
-
-@dataclass(eq=False)
-class _Queue:
-    name: str
-    queue_type: QueueType
-    arguments: dict[str, Any]
-    binding_keys: set[str] = field(default_factory=set)
-    messages: deque[_Message] = field(default_factory=deque)
-    subscriptions: list[_Subscription] = field(default_factory=list)
-    turn: int = 0  # round-robin position among subscriptions
-
-    @property
-    def counts_deliveries(self) -> bool:
-        # Only quorum queues count (RabbitMQ's x-delivery-count) and put a requeued
-        # message at the back; classic ones put it back at the head.
-        return self.queue_type == "quorum"
-
-    def put_back(self, messages: Sequence[_Message]) -> None:
-        """Requeued messages, oldest first, go back in their order."""
-        if self.counts_deliveries:
-            self.messages.extend(messages)
-        else:
-            self.messages.extendleft(reversed(messages))
-
-
-@dataclass(eq=False)
 class _Subscription:
     """One consumer on one queue; like RabbitMQ's per-consumer ``basic.qos``, the
     prefetch applies to each queue of a ``consume()`` call."""
 
     consumer: MemoryConsumer
-    queue: _Queue
+    queue: MemoryQueue
     task: str
     prefetch: int
     #: Unsettled deliveries, oldest first (a dict as an ordered set).
-    unsettled: dict[MemoryDelivery, _Message] = field(default_factory=dict)
+    unsettled: dict[MemoryDelivery, Message] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -120,7 +86,7 @@ class _Subscription:
 class MemoryDelivery(Delivery):
     __slots__ = ("_broker", "_subscription")
 
-    def __init__(self, broker: MemoryBroker, subscription: _Subscription, message: _Message):
+    def __init__(self, broker: MemoryBroker, subscription: _Subscription, message: Message):
         super().__init__(
             body=message.body,
             task=subscription.task,
@@ -131,6 +97,7 @@ class MemoryDelivery(Delivery):
             correlation_id=message.correlation_id,
             message_id=message.message_id,
             delivery_count=message.deliveries - 1 if subscription.queue.counts_deliveries else None,
+            priority=message.priority,
         )
         self._broker = broker
         self._subscription = subscription
@@ -201,7 +168,7 @@ class MemoryBroker(Broker):
 
     def __init__(self, topology: Topology, *, publish_timeout: float = 10.0) -> None:
         super().__init__(topology, publish_timeout=publish_timeout)
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, MemoryQueue] = {}
         #: The dead-letter queue; ``None`` until connect() declares the topology.
         self._dead: deque[DeadLetter] | None = None
         self._consumers: set[MemoryConsumer] = set()
@@ -230,12 +197,15 @@ class MemoryBroker(Broker):
 
     # -- declarations -------------------------------------------------------------
 
-    def _declare(self, spec: QueueSpec) -> _Queue:
+    def _declare(self, spec: QueueSpec) -> MemoryQueue:
         name = self.topology.queue_name(spec.task)
-        arguments = self.topology.queue_arguments(spec.queue_type)
+        arguments = self.queue_arguments(spec)
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = _Queue(name, spec.queue_type, arguments)
+            queue_type = self.declared_queue_type(spec)
+            # As RabbitMQ: only a classic queue's x-max-priority makes a priority queue.
+            levels = spec.max_priority if queue_type == "classic" else None
+            queue = self._queues[name] = MemoryQueue(name, queue_type, arguments, levels)
         elif spec.authoritative and queue.arguments != arguments:
             raise QueueMismatch(name, _inequivalence(name, received=arguments, current=queue))
         queue.binding_keys.update(self.topology.binding_keys(spec.task))
@@ -259,9 +229,9 @@ class MemoryBroker(Broker):
             self._declared.add(queue)
         if units:
             routing_key = delay_routing_key(units, queue.task)  # as RabbitMQ delivers it
-            self._hold(_Message(body, routing_key, {}, task_id, uuid.uuid4().hex), units)
+            self._hold(Message(body, routing_key, {}, task_id, uuid.uuid4().hex, priority), units)
             return
-        message = _Message(body, queue.task, {}, task_id, uuid.uuid4().hex)
+        message = Message(body, queue.task, {}, task_id, uuid.uuid4().hex, priority)
         if not self._route(message):
             # Unroutable: its queue went away behind our back. Declare it again, retry once.
             self._declare(queue)
@@ -270,7 +240,7 @@ class MemoryBroker(Broker):
                     f"publish of task {task_id} was returned unroutable", task_id=task_id
                 )
 
-    def _hold(self, message: _Message, units: float) -> None:
+    def _hold(self, message: Message, units: float) -> None:
         """The delay levels: route ``message`` once ``units`` of delay have passed, each
         message on a timer of its own, so none waits behind another."""
 
@@ -288,7 +258,7 @@ class MemoryBroker(Broker):
         handle = asyncio.get_running_loop().call_later(units * DELAY_UNIT, due)
         self._delayed.add(handle)
 
-    def _route(self, message: _Message) -> bool:
+    def _route(self, message: Message) -> bool:
         """The topic exchange: a copy of ``message`` into every queue bound to its key."""
         routed = False
         for queue in list(self._queues.values()):
@@ -307,6 +277,7 @@ class MemoryBroker(Broker):
                 headers=dead_letter_headers(delivery.headers, reason=reason, queue=delivery.queue),
                 correlation_id=delivery.correlation_id,
                 message_id=uuid.uuid4().hex,
+                priority=delivery.priority,
             )
         )
 
@@ -327,7 +298,7 @@ class MemoryBroker(Broker):
             self._dispatch(queue)
         return consumer
 
-    def _dispatch(self, queue: _Queue) -> None:
+    def _dispatch(self, queue: MemoryQueue) -> None:
         """Hand out ready messages, round-robin over subscriptions with room left."""
         while queue.messages:
             subscription = self._next_ready(queue)
@@ -343,7 +314,7 @@ class MemoryBroker(Broker):
             task.add_done_callback(consumer.tasks.discard)
 
     @staticmethod
-    def _next_ready(queue: _Queue) -> _Subscription | None:
+    def _next_ready(queue: MemoryQueue) -> _Subscription | None:
         count = len(queue.subscriptions)
         for step in range(count):
             subscription = queue.subscriptions[(queue.turn + step) % count]
@@ -470,7 +441,7 @@ class MemoryBroker(Broker):
         self._delayed.clear()
 
 
-def _inequivalence(name: str, *, received: dict[str, Any], current: _Queue) -> str:
+def _inequivalence(name: str, *, received: dict[str, Any], current: MemoryQueue) -> str:
     """RabbitMQ's 406 text, naming the first argument that differs."""
     keys = sorted(received.keys() | current.arguments.keys())
     arg = next(k for k in keys if received.get(k) != current.arguments.get(k))
