@@ -1,8 +1,9 @@
 """Worker: consume an app's task queues, run tasks concurrently, settle each message.
 
 Prefetch = concurrency: the broker hands out at most that many unsettled messages per
-task queue, and ``concurrency`` runner coroutines take them from an inbox; a message
-waiting there has not started and is requeued at stop. Async tasks run on the event
+task queue (a task's own ``prefetch`` instead, where it has one: :mod:`taskq.prefetch`),
+and ``concurrency`` runner coroutines take them from an inbox; a message waiting there
+has not started and is requeued at stop. Async tasks run on the event
 loop; sync tasks in a thread pool of ``threads`` threads (default: ``concurrency``).
 
 Stopping is graceful: stop consuming, give back what has not started (requeue, never
@@ -33,6 +34,7 @@ from taskq.brokers.base import Consumer, Delivery
 from taskq.cancel import decode_control
 from taskq.errors import BrokerError, ConfigurationError
 from taskq.execution import TaskRunner
+from taskq.prefetch import consume_tasks
 from taskq.settings import TaskqSettings
 from taskq.settle import Outcome, settle
 from taskq.task import Task
@@ -137,8 +139,8 @@ class Worker:
                 asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")
                 for i in range(self.concurrency)
             ]
-            self._consumer = await self.app.broker.consume(
-                [t.queue for t in tasks], self._deliver, prefetch=self.concurrency
+            self._consumer = await consume_tasks(
+                self.app.broker, tasks, self._deliver, concurrency=self.concurrency
             )
             self._control = await self.app.broker.consume_control(self.id, self._on_control)
         except BaseException:

@@ -1,5 +1,7 @@
 """``taskq worker --check APP_PATH``: what a worker of this app would run, and whether it
-could reach its broker and status store; a deploy script's health check.
+could reach its broker and status store; a deploy script's health check. Each task's
+queue type is the one this broker declares (a priority task's queue is classic on
+RabbitMQ 3.x), with its ``max_priority`` and ``prefetch`` where it sets them.
 
 Exits 0 when both connect, else with the CLI's usual codes (``RET_IMPORT`` for an app
 that does not import, ``RET_CONNECT`` for a broker or store out of reach), its error
@@ -45,14 +47,25 @@ def describe_task(app: TaskQueue, task: Task[Any, Any]) -> dict[str, Any]:
     return {
         "name": task.name,
         "queue": app.topology.queue_name(task.name),
-        "queue_type": task.queue.queue_type,
+        # As declared on this broker: a priority task's quorum queue is classic where
+        # quorum queues have no priorities (read while _connect_each was connected).
+        "queue_type": app.broker.declared_queue_type(task.queue),
         "async": task.is_async,
         "max_retries": retry.max_retries,
         "backoff": retry.backoff,
         "backoff_max": retry.backoff_max,
         "jitter": retry.jitter,
         "timeout": task.timeout,
+        "max_priority": task.max_priority,
+        "prefetch": task.prefetch,
     }
+
+
+def _ordering(task: dict[str, Any]) -> str:
+    """``  max_priority=9  prefetch=1`` for a task that sets them, else nothing."""
+    return "".join(
+        f"  {key}={task[key]}" for key in ("max_priority", "prefetch") if task[key] is not None
+    )
 
 
 def _name(task: Task[Any, Any]) -> str:
@@ -74,6 +87,6 @@ def _human(report: dict[str, Any]) -> str:
         lines.append(
             f"  {t['name']:<{width}}  queue={t['queue']} ({t['queue_type']})  "
             f"{'async' if t['async'] else 'sync'}  max_retries={t['max_retries']}  "
-            f"backoff={t['backoff']:g}s..{t['backoff_max']:g}s  timeout={timeout}"
+            f"backoff={t['backoff']:g}s..{t['backoff_max']:g}s  timeout={timeout}" + _ordering(t)
         )
     return "\n".join(lines)
