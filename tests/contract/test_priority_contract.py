@@ -16,14 +16,12 @@ import pytest
 from taskq.brokers.base import Broker
 from taskq.errors import ConfigurationError, QueueMismatch
 from taskq.topology import MAX_PRIORITY_ARGUMENT, QueueSpec
-from tests.contract.test_broker_contract import (  # the same broker fixture and helpers
-    EMAILS,
-    Inbox,
-    broker,  # noqa: F401
-    counts,
-    task_body,
-)
+from tests.contract import test_broker_contract as contract
+from tests.contract.test_broker_contract import EMAILS, Inbox, counts, task_body
 from tests.helpers import eventually
+
+#: The contract suite's fixture: every broker test here runs on both brokers.
+broker = contract.broker
 
 #: The task of the suite's other queue, as a priority task (the fixture deletes it).
 URGENT = QueueSpec(EMAILS.task, max_priority=9)
