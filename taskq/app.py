@@ -72,10 +72,14 @@ def check_priority(priority: int | None, spec: QueueSpec) -> int:
         highest = MAX_PRIORITY
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= highest:
         if spec.authoritative and spec.max_priority is None:
-            hint = f"task {spec.task!r} has none: declare it with @app.task(max_priority=N)"
-        else:
-            hint = f"task {spec.task!r} takes priorities 0 to {highest}"
-        raise ConfigurationError(f"priority must be a whole number, not {priority!r}: {hint}")
+            raise ConfigurationError(
+                f"task {spec.task!r} takes no priority (got {priority!r}): declare it "
+                "with @app.task(max_priority=N) to send with priority=0..N"
+            )
+        raise ConfigurationError(
+            f"task {spec.task!r} takes a priority from 0 to {highest} (a whole number, "
+            f"higher runs first), not {priority!r}"
+        )
     return priority
 
 

@@ -34,6 +34,17 @@ async def test_the_quickstart_runs_on_the_embedded_broker_and_prints_its_results
     assert "-> queued now, then 5" in out
 
 
+async def test_the_priorities_example_runs_urgent_calls_first_on_the_embedded_broker() -> None:
+    ran = await run_python("examples/priorities.py", env=environment())
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == ""
+    out = ran.stdout
+    assert "ran in this order: vip-1, vip-2, soon, routine-0, routine-1," in out
+    assert "priority=10 -> ConfigurationError: task 'reports.build' takes a priority" in out
+    assert "a task without max_priority -> ConfigurationError" in out
+
+
 @pytest.mark.parametrize("api", ["examples.api", "examples.service.api"])
 async def test_the_api_examples_never_import_the_task_code(api: str) -> None:
     check = (
