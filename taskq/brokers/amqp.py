@@ -530,7 +530,9 @@ class AmqpBroker(Broker):
                         queue,
                         exchange,
                         task=spec.task,
-                        counted=self.declared_queue_type(spec) == "quorum",
+                        # As declared (a passive declare of an existing queue by
+                        # name knows no arguments: not counted, as before).
+                        counted=(queue.arguments or {}).get("x-queue-type") == "quorum",
                     )
             except BaseException:
                 await consumer.close()
