@@ -59,9 +59,7 @@ class MemoryWorkflows(WorkflowRecords):
         with self._wf.lock:
             if self._wf_record(workflow_id) is not None:
                 return False
-            record = WorkflowRecord(
-                workflow_id, WorkflowState.RUNNING, stored, created_at=utcnow()
-            )
+            record = WorkflowRecord(workflow_id, WorkflowState.RUNNING, stored, created_at=utcnow())
             self._wf.records[workflow_id] = (record, self._wf_expiry())
             return True
 

@@ -159,4 +159,3 @@ class RedisWorkflows(WorkflowRecords):
 
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
