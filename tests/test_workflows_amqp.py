@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 import taskq
 from taskq import TaskFailed, TaskQueue, TaskState, WorkflowState, WorkflowStatus
 from tests.conftest import remove_app
+from tests.deployment import environment, run_python
 from tests.helpers import eventually
 from tests.test_workflows import (
     test_a_cancelled_workflow_publishes_nothing_more,
@@ -181,3 +182,36 @@ async def test_a_chord_of_200_fires_once_with_every_result_through_two_sigkills(
     assert calls == b"1"  # fired exactly once
     assert sum(1 for t in status.tasks.values() if t is not None and t.attempts > 1) > 0
     await _stop(*workers)
+
+
+async def test_taskq_status_of_a_workflow_id_shows_its_tree(
+    rabbit_app: TaskQueue, spawn: Any, amqp_url: str, redis_url: str, exchange: str
+) -> None:
+    workers = [spawn("--concurrency", "2")]
+    sig = rabbit_app.signature
+    flow = taskq.chain(
+        sig("wfp.add", [1, 1]), taskq.group(sig("wfp.add", [1]), sig("wfp.fail")), sig("wfp.add")
+    )
+    wf = await flow.delay()
+    with pytest.raises(TaskFailed):
+        await wf.result(timeout=60)
+    await _stop(*workers)
+    env = environment(broker_url=amqp_url, store_url=redis_url, exchange=exchange)
+
+    human = await run_python("-m", "taskq", "status", wf.id, env=env)
+    machine = await run_python("-m", "taskq", "status", wf.id, "--json", env=env)
+
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert f"workflow  {wf.id}" in lines and "state     failed" in lines
+    assert f"failed    {wf.id}.1.1: ValueError: cannot take 2" in lines
+    assert lines[5:] == [
+        "chain",
+        f"├─ 0  wfp.add  succeeded  attempts=1  [{wf.id}.0]  result=2",
+        "├─ 1  group",
+        f"│  ├─ 1.0  wfp.add  succeeded  attempts=1  [{wf.id}.1.0]  result=3",
+        f"│  └─ 1.1  wfp.fail  failed  attempts=1  [{wf.id}.1.1]  ValueError: cannot take 2",
+        "└─ 2  wfp.add  not published",
+    ]
+    status = WorkflowStatus.model_validate_json(machine.stdout)
+    assert status.state is WorkflowState.FAILED and status.tasks[f"{wf.id}.2"] is None
