@@ -21,6 +21,7 @@ from taskq import (
     TaskFailed,
     TaskQueue,
     TaskState,
+    UnknownTask,
     Worker,
     WorkflowState,
 )
@@ -270,6 +271,9 @@ async def test_bad_workflows_are_refused_before_anything_is_sent(app: TaskQueue)
     with pytest.raises(ConfigurationError, match="knows no app"):
         await taskq.chain(Signature("wf.add", [1, 2])).delay()
     assert await app.store.recent() == []
+    with pytest.raises(UnknownTask):
+        await app.workflow("never-sent").result(timeout=1)
+    assert await app.workflow("never-sent").status() is None
 
 
 async def test_a_task_outside_any_workflow_carries_no_workflow_field(app: TaskQueue) -> None:
@@ -278,3 +282,32 @@ async def test_a_task_outside_any_workflow_carries_no_workflow_field(app: TaskQu
     assert b"workflow" not in body
     async with Worker(app):
         assert await (await t["add"].delay(1, 2)).result(timeout=10) == 3
+
+
+async def test_a_crash_between_the_fire_claim_and_the_publish_is_repaired_by_the_redelivery(
+    app: TaskQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The member that claimed a group's fire fails to publish the callback (its worker
+    "dies": the broker refuses); its message is requeued, and its redelivery fires
+    again, once."""
+    from taskq.errors import PublishError
+    from taskq.workflows import advance
+
+    t = make_tasks(app)
+    real = advance.publish_steps
+    refused: list[str] = []
+
+    async def flaky(app_: TaskQueue, workflow_id: str, items: Any) -> list[str]:
+        if not refused:
+            refused.append(workflow_id)
+            raise PublishError("connection lost")
+        return await real(app_, workflow_id, items)
+
+    monkeypatch.setattr(advance, "publish_steps", flaky)
+    monkeypatch.setattr(advance, "RETRY_PAUSE", 0.01)
+    async with Worker(app, concurrency=4):
+        wf = await taskq.chord([t["add"].s(i, 1) for i in range(5)], t["total"].s()).delay()
+        assert await wf.result(timeout=20) == 15
+    assert refused == [wf.id]
+    assert [args for name, args in t["ran"] if name == "total"] == [[1, 2, 3, 4, 5]]
+    assert len([name for name, _ in t["ran"] if name == "add"]) == 5  # none ran twice

@@ -27,6 +27,7 @@ from tests.test_workflows import (
     test_a_cancelled_workflow_publishes_nothing_more,
     test_a_chain_passes_each_result_to_the_next_step,
     test_a_chord_calls_its_callback_once_with_every_result,
+    test_a_crash_between_the_fire_claim_and_the_publish_is_repaired_by_the_redelivery,
     test_a_failing_chord_member_never_fires_the_callback,
     test_a_failing_middle_step_fails_the_workflow_and_the_last_never_publishes,
     test_a_redelivered_step_publishes_nothing_twice,
@@ -36,6 +37,7 @@ from tests.test_workflows import (
 
 __all__ = [  # the embedded broker's specifications, run here on RabbitMQ + Redis
     "test_a_cancelled_workflow_publishes_nothing_more",
+    "test_a_crash_between_the_fire_claim_and_the_publish_is_repaired_by_the_redelivery",
     "test_a_chain_passes_each_result_to_the_next_step",
     "test_a_chord_calls_its_callback_once_with_every_result",
     "test_a_failing_chord_member_never_fires_the_callback",

@@ -13,6 +13,8 @@ from taskq.message import to_json
 from taskq.status import ErrorInfo, utcnow
 from taskq.stores.workflow_base import WorkflowRecord, WorkflowRecords, WorkflowState
 
+_CREATING = threading.Lock()
+
 
 @dataclass
 class _Join:
@@ -37,7 +39,9 @@ class MemoryWorkflows(WorkflowRecords):
     @property
     def _wf(self) -> _Workflows:
         if self._workflow_state is None:
-            self._workflow_state = _Workflows()
+            with _CREATING:  # two threads' first calls must share one state
+                if self._workflow_state is None:
+                    self._workflow_state = _Workflows()
         return self._workflow_state
 
     def _wf_expiry(self) -> float | None:

@@ -131,7 +131,8 @@ class WorkflowHandle:
         that failed (``exc.status`` is that step's record),
         :class:`~taskq.errors.TaskCancelled` if it was cancelled, and
         :class:`~taskq.errors.ResultTimeout` if it has not finished in ``timeout``
-        seconds (``None``: wait as long as it takes)."""
+        seconds (``None``: wait as long as it takes), and
+        :class:`~taskq.errors.UnknownTask` for an id the store does not know."""
         store = self._app.store
         await store.connect()
         limit = math.inf if timeout is None else timeout
@@ -139,7 +140,9 @@ class WorkflowHandle:
         interval = 0.005
         while True:
             record = await store.get_workflow(self.id, definition=False)
-            if record is not None and record.state.finished:
+            if record is None:  # written before any step is published: never sent
+                raise UnknownTask.for_id(self.id)
+            if record.state.finished:
                 break
             left = deadline - time.monotonic()
             if left <= 0:
