@@ -36,6 +36,15 @@ from taskq.retry import Reject, Retry
 from taskq.status import ErrorInfo, TaskState, TaskStatus
 from taskq.task import Task
 from taskq.worker import Worker
+from taskq.workflows import (
+    Signature,
+    WorkflowHandle,
+    WorkflowState,
+    WorkflowStatus,
+    chain,
+    chord,
+    group,
+)
 
 __version__ = "0.1.0"
 
@@ -46,6 +55,14 @@ __all__ = [
     # raised inside a task to steer its retries
     "Reject",
     "Retry",
+    # workflows
+    "Signature",
+    "chain",
+    "chord",
+    "group",
+    "WorkflowHandle",
+    "WorkflowState",
+    "WorkflowStatus",
     # running tasks
     "Worker",
     # asking how a task went

@@ -34,6 +34,8 @@ from taskq.topology import (
     check_name,
     check_queue_type,
 )
+from taskq.workflows.handle import WorkflowHandle, send_workflow
+from taskq.workflows.signature import Canvas, Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -329,6 +331,41 @@ class TaskQueue:
     def handle(self, task_id: str, name: str | None = None) -> TaskHandle:
         """A handle for a task id kept elsewhere (e.g. returned to an API client)."""
         return TaskHandle(self, task_id, name)
+
+    # -- workflows (chain, group, chord: taskq.workflows) ----------------------------
+
+    def signature(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        immutable: bool = False,
+    ) -> Signature:
+        """A step of a workflow by task name: no import of the task's code needed.
+
+        >>> render, send = app.signature("emails.render", [uid]), app.signature("emails.send")
+        >>> await taskq.chain(render, send).delay()
+        """
+        return Signature(name, args, kwargs, countdown=countdown, immutable=immutable, app=self)
+
+    async def send_workflow(
+        self, workflow: Canvas, *, workflow_id: str | None = None
+    ) -> WorkflowHandle:
+        """Send a chain, group, chord (or a lone signature) as a workflow; its handle
+        once its shape is recorded and its first steps confirmed by the broker.
+
+        ``workflow_id`` is an idempotency key: sending an id the store knows publishes
+        only the first steps that are missing (completing a send that failed half
+        way), with the shape first recorded. Steps run under the task ids
+        ``<workflow id>.<position>``; see :mod:`taskq.workflows`.
+        """
+        return await send_workflow(self, workflow, workflow_id)
+
+    def workflow(self, workflow_id: str) -> WorkflowHandle:
+        """A handle for a workflow id kept elsewhere."""
+        return WorkflowHandle(self, workflow_id)
 
     async def send(
         self,

@@ -49,6 +49,7 @@ from taskq.retry import Reject
 from taskq.settle import Outcome
 from taskq.status import ErrorInfo, TaskState
 from taskq.stores.batch import WriteBatcher
+from taskq.workflows.advance import WorkflowSteps
 
 if TYPE_CHECKING:
     from taskq.app import TaskQueue
@@ -93,6 +94,8 @@ class TaskRunner:
         self.on_overrun = on_overrun
         #: The calls running now, for the cancels of :mod:`taskq.cancel`.
         self.cancels = WorkerCancels()
+        #: What follows a workflow step (:mod:`taskq.workflows.advance`).
+        self.workflows = WorkflowSteps(app)
         # Every line of a task's life carries the pid: one log stream holds a pool's
         # processes, and a supervisor reports a dead child by its pid.
         self.log = _log.bind(worker=worker_id, pid=os.getpid())
@@ -126,7 +129,15 @@ class TaskRunner:
             log = log.bind(task_id=exc.task_id, task=exc.task or delivery.task)
             return await self._reject(exc.task_id, exc.task or delivery.task, exc, log), log
         log = log.bind(task_id=message.id, task=message.task)
+        if message.workflow is None:
+            return await self._run_message(delivery, message, log)
+        # A workflow step: its successors are published before it is settled.
+        outcome, log = await self._run_message(delivery, message, log)
+        return await self.workflows.after(message, outcome, log), log
 
+    async def _run_message(
+        self, delivery: Delivery, message: TaskMessage, log: Any
+    ) -> tuple[Outcome, Any]:
         task = self.app.tasks.get(message.task)
         if task is None or message.task != delivery.task:
             reason = (

@@ -3,8 +3,11 @@
     {"id": "<task id>", "task": "<task name>", "args": [...], "kwargs": {...}}
 
 Those four fields are all a message needs; other fields are allowed and ignored, so
-later versions can add some without breaking older workers. The body is JSON, never
-pickle: a worker must not run code chosen by whoever can publish.
+later versions can add some without breaking older workers. A step of a workflow
+(:mod:`taskq.workflows`) carries one more, ``"workflow": {"id": "<workflow id>",
+"path": "<the step's position, e.g. 1.0>"}``, read by the worker that finishes it.
+The body is JSON, never pickle: a worker must not run code chosen by whoever can
+publish.
 """
 
 from __future__ import annotations
@@ -48,19 +51,28 @@ class TaskMessage:
     """A decoded task call. Plain slots, not a pydantic model: it is built once per
     message on the hot path and its four fields are checked by hand below."""
 
-    __slots__ = ("args", "id", "kwargs", "task")
+    __slots__ = ("args", "id", "kwargs", "task", "workflow")
 
-    def __init__(self, id: str, task: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        id: str,
+        task: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        workflow: dict[str, str] | None = None,
+    ) -> None:
         self.id = id
         self.task = task
         self.args = args
         self.kwargs = kwargs
+        #: ``{"id": ..., "path": ...}`` for a step of a workflow, else ``None``.
+        self.workflow = workflow
 
     def encode(self) -> bytes:
-        return to_json(
-            {"id": self.id, "task": self.task, "args": self.args, "kwargs": self.kwargs},
-            what=f"arguments of task {self.task!r}",
-        )
+        body = {"id": self.id, "task": self.task, "args": self.args, "kwargs": self.kwargs}
+        if self.workflow is not None:
+            body["workflow"] = self.workflow
+        return to_json(body, what=f"arguments of task {self.task!r}")
 
     @classmethod
     def decode(cls, body: bytes, *, correlation_id: str | None = None) -> TaskMessage:
@@ -97,10 +109,17 @@ class TaskMessage:
         kwargs = data.get("kwargs")
         if not isinstance(kwargs, dict):
             problems.append("'kwargs' must be an object")
+        workflow = data.get("workflow")
+        if workflow is not None and not (
+            isinstance(workflow, dict)
+            and isinstance(workflow.get("id"), str)
+            and isinstance(workflow.get("path"), str)
+        ):
+            problems.append("'workflow' must be an object with string 'id' and 'path'")
         if problems:
             raise MalformedMessage(
                 "malformed task message: " + "; ".join(problems), task_id=task_id, task=task
             )
         assert isinstance(raw_id, str) and task is not None  # narrowed by the checks above
         assert isinstance(args, list) and isinstance(kwargs, dict)
-        return cls(raw_id, task, args, kwargs)
+        return cls(raw_id, task, args, kwargs, workflow)

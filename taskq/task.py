@@ -19,6 +19,7 @@ from taskq.errors import ConfigurationError, InvalidArguments
 from taskq.ratelimit import RateLimit, parse_rate_limit
 from taskq.retry import RetryPolicy
 from taskq.topology import QueueSpec, QueueType, check_name, check_queue_type
+from taskq.workflows.signature import Signature
 
 if TYPE_CHECKING:
     from taskq.app import TaskQueue
@@ -181,6 +182,15 @@ class Task(Generic[P, R]):
             # pydantic lets a validator's errors other than ValueError / AssertionError
             # through as they are: still bad input for this task, not a worker crash.
             raise InvalidArguments(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this task for a workflow (:mod:`taskq.workflows`): in a chain,
+        the previous step's result is passed in front of ``args``."""
+        return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: called with ``args`` only, whatever came before."""
+        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Publish a call with these arguments; returns once the broker confirmed it."""

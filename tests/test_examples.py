@@ -119,3 +119,19 @@ async def test_the_api_cancels_a_task_by_id_without_the_task_code(deployment: No
     assert status.json()["state"] == "cancelled"
     assert again.json() == {"cancelled": True}
     assert unknown.status_code == 404
+
+
+async def test_the_workflows_example_runs_on_the_embedded_broker_and_prints_its_results() -> None:
+    ran = await run_python("examples/workflows.py", env=environment())
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == ""
+    out = ran.stdout
+    assert "chain(price('apple'), times(10))      -> 30" in out
+    assert "group(price x 3)                      -> [3, 4, 2]" in out
+    assert "chord(price x 3, total)               -> 9" in out
+    assert "chain(chord(...), times(3), times.si) -> 1" in out
+    assert "-> TaskFailed: RuntimeError" in out
+    assert "-> paged payments about " in out
+    assert "-> ['succeeded', 'failed', None]" in out
+    assert "send_workflow(..., 'order-7')         -> 10" in out

@@ -23,6 +23,8 @@ from taskq.cli.common import (
 )
 from taskq.errors import TaskFailed
 from taskq.status import TaskState, TaskStatus
+from taskq.workflows import WorkflowStatus
+from taskq.workflows.render import describe_workflow
 
 T = TypeVar("T")
 
@@ -60,9 +62,10 @@ def register(
     status = commands.add_parser(
         "status",
         parents=[logging_options, app_option],
-        help="show what the store knows of a task, or list the latest tasks",
-        description="With TASK_ID: that task's record. Without: the latest tasks, most "
-        "recently updated first, filtered by --task and --state.",
+        help="show what the store knows of a task or workflow, or list the latest tasks",
+        description="With TASK_ID: that task's record (a workflow id: its state and "
+        "tree). Without: the latest tasks, most recently updated first, filtered by "
+        "--task and --state.",
     )
     status.add_argument("task_id", nargs="?", metavar="TASK_ID")
     status.add_argument("--task", metavar="NAME", help="list only the tasks of this name")
@@ -117,14 +120,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _list(app, args)
     status = asyncio.run(_get_status(app, args.task_id))
     if status is None:
-        error(f"no task with id {args.task_id!r} in the status store (unknown, or expired)")
+        error(
+            f"no task or workflow with id {args.task_id!r} in the status store "
+            "(unknown, or expired)"
+        )
         return RET_NOT_FOUND
-    print(status.model_dump_json(indent=2) if args.json else describe(status))
+    if args.json:
+        print(status.model_dump_json(indent=2))
+    else:
+        print(describe(status) if isinstance(status, TaskStatus) else describe_workflow(status))
     return RET_OK
 
 
-async def _get_status(app: TaskQueue, task_id: str) -> TaskStatus | None:
-    return await _from_store(app, lambda: app.store.get(task_id))
+async def _get_status(app: TaskQueue, task_id: str) -> TaskStatus | WorkflowStatus | None:
+    """The task's record, else the workflow's (state and tree) of that id."""
+
+    async def lookup() -> TaskStatus | WorkflowStatus | None:
+        status = await app.store.get(task_id)
+        return status if status is not None else await app.workflow(task_id).status()
+
+    return await _from_store(app, lookup)
 
 
 def _list(app: TaskQueue, args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from taskq.message import to_json
 from taskq.status import ErrorInfo, TaskState, TaskStatus
+from taskq.stores.workflow_base import WorkflowRecords
 
 
 class _NoResult:
@@ -46,9 +47,9 @@ class Write:
     error: ErrorInfo | None = None
 
 
-class StatusStore(ABC):
+class StatusStore(WorkflowRecords, ABC):
     """Where the outcome of every task is kept, so that anyone holding a task id can
-    ask how it went."""
+    ask how it went. The workflow records (:class:`WorkflowRecords`) are part of it."""
 
     #: Where the store lives, password masked: safe to log.
     display_url: str

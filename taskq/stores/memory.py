@@ -18,6 +18,7 @@ from typing import Any
 from taskq.message import to_json
 from taskq.status import CANCELLABLE, ErrorInfo, TaskState, TaskStatus, can_move, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
+from taskq.stores.memory_workflows import MemoryWorkflows
 from taskq.urls import MEMORY_URL
 
 
@@ -28,7 +29,7 @@ class _Record:
     expires_at: float | None
 
 
-class MemoryStore(StatusStore):
+class MemoryStore(MemoryWorkflows, StatusStore):
     """Records in a dict. Safe to share between event loops and threads: the writes
     run under a lock and :meth:`wait` is woken through each waiter's own loop."""
 

@@ -34,6 +34,7 @@ from taskq.message import to_json
 from taskq.status import CANCELLABLE, TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore, Write
 from taskq.stores.redis_packing import use_hiredis_packing
+from taskq.stores.redis_workflows import RedisWorkflows
 from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
 
 #: Connections per store (per process); more writers than this wait their turn.
@@ -204,7 +205,7 @@ class _Connection:
     cancel: AsyncScript
 
 
-class RedisStore(StatusStore):
+class RedisStore(RedisWorkflows, StatusStore):
     """Task records in Redis (``redis://`` or ``rediss://``), shared by every process
     that points at the same server and ``prefix``."""
 
