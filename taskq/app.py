@@ -7,85 +7,45 @@ Several apps can live in one process (e.g. ``critical`` and ``scheduler`` on Rab
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-import structlog
-
-from taskq.brokers import Broker, DeadLetter, broker_from_url
+from taskq.app_dead import AppDeadLetters
+from taskq.app_schedules import AppSchedules
+from taskq.app_sending import AppSending
+from taskq.app_sending import check_priority as check_priority
+from taskq.app_sending import delay_of as delay_of
+from taskq.app_workflows import AppWorkflows
+from taskq.brokers import Broker, broker_from_url
 from taskq.cancel import cancel as cancel_task
 from taskq.coalesce import Coalescer
 from taskq.errors import ConfigurationError, UnknownTask
 from taskq.events import Events
 from taskq.handle import TaskHandle
+from taskq.logs import get_logger
 from taskq.retry import RetryPolicy
-from taskq.sending import Call, encode_call, encode_calls, send_many, send_one
+from taskq.schedules import registry as schedules
 from taskq.settings import TaskqSettings
-from taskq.status import utcnow
 from taskq.stores import StatusStore, store_from_url
-from taskq.task import MAX_PRIORITY, Task, default_name
+from taskq.task import Task, default_name
 from taskq.topology import (
     QueueSpec,
     QueueType,
     Topology,
-    check_name,
+    check_queue_replicas,
     check_queue_type,
 )
-from taskq.workflows.handle import WorkflowHandle, send_workflow
-from taskq.workflows.signature import Canvas, Signature
+from taskq.tracing import Tracing, detect_tracing
+from taskq.urls import join_urls, split_urls
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-log = structlog.get_logger("taskq.app")
+log = get_logger("taskq.app")
 
 
-def delay_of(countdown: float | None, eta: datetime | None) -> float:
-    """Seconds to hold a task back: ``countdown`` or until ``eta`` (0 for a past one)."""
-    if countdown is not None and eta is not None:
-        raise ConfigurationError("give countdown or eta, not both")
-    if eta is not None:
-        if not isinstance(eta, datetime) or eta.tzinfo is None:
-            raise ConfigurationError(
-                f"eta must be a timezone-aware datetime (e.g. datetime.now(UTC) + ...), not {eta!r}"
-            )
-        return max(0.0, (eta - utcnow()).total_seconds())
-    if countdown is None:
-        return 0.0
-    if isinstance(countdown, bool) or not isinstance(countdown, int | float):
-        raise ConfigurationError(f"countdown must be seconds, not {countdown!r}")
-    if not math.isfinite(countdown):
-        raise ConfigurationError(f"countdown must be a finite number of seconds, not {countdown!r}")
-    return max(0.0, float(countdown))
-
-
-def check_priority(priority: int | None, spec: QueueSpec) -> int:
-    """A call's priority, checked before anything is sent: ``0 .. max_priority`` of its
-    task (a task sent by a name not registered here: up to the most RabbitMQ allows,
-    the broker caps it at the queue's own maximum)."""
-    if priority is None:
-        return 0
-    if spec.authoritative:
-        highest = spec.max_priority or 0
-    else:
-        highest = MAX_PRIORITY
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= highest:
-        if spec.authoritative and spec.max_priority is None:
-            raise ConfigurationError(
-                f"task {spec.task!r} takes no priority (got {priority!r}): declare it "
-                "with @app.task(max_priority=N) to send with priority=0..N"
-            )
-        raise ConfigurationError(
-            f"task {spec.task!r} takes a priority from 0 to {highest} (a whole number, "
-            f"higher runs first), not {priority!r}"
-        )
-    return priority
-
-
-class TaskQueue:
+class TaskQueue(AppSending, AppWorkflows, AppSchedules, AppDeadLetters):
     """The app: registers tasks and sends them.
 
     >>> app = TaskQueue(broker="amqp://guest:guest@127.0.0.1:5672/",
@@ -97,35 +57,44 @@ class TaskQueue:
     Every option not given comes from its ``TASKQ_*`` variable, else its default
     (:class:`~taskq.settings.TaskqSettings`; ``self.settings`` holds the effective
     values). ``broker`` and ``store`` take a URL or an instance (default: the embedded
-    ``memory://``). ``exchange`` (default ``"taskq"``) names every object the app
-    declares, so apps on one vhost never share a queue. ``result_ttl``: seconds a
-    finished task's record is kept (default: a day), ``None`` for ever. ``queue_type``
-    is the default for task queues and for tasks sent by name that have no queue yet.
+    ``memory://``); ``broker`` also a RabbitMQ cluster's nodes, as a list of URLs or
+    one string of them separated by ``;``, and ``queue_replicas`` sets how many nodes
+    each new quorum queue is replicated on (default: RabbitMQ's). ``exchange`` (default
+    ``"taskq"``) names every object the app declares, so apps on one vhost never share a
+    queue. ``result_ttl``: seconds a finished task's record is kept (default: a day),
+    ``None`` for ever. ``queue_type`` is the default for task queues and for tasks sent
+    by name that have no queue yet.
 
     ``consumer_timeout`` must be the broker's (RabbitMQ's default: 30 minutes): no task
     may run longer than half of it (see ``Task.time_limit``). ``max_message_size``:
     a bigger task message raises :class:`MessageTooLarge` at once, before it travels.
     ``events=True`` publishes each task's lifecycle to ``taskq.events`` (see
-    :mod:`taskq.events`); off by default, at no cost.
+    :mod:`taskq.events`); off by default, at no cost. ``store_schema``: the PostgreSQL
+    store's schema (default: named after ``exchange``).
     """
 
     def __init__(
         self,
-        broker: str | Broker | None = None,
+        broker: str | Sequence[str] | Broker | None = None,
         store: str | StatusStore | None = None,
         exchange: str | None = None,
         *,
         queue_type: QueueType | None = None,
+        queue_replicas: int | None = None,
         publish_timeout: float | None = None,
         result_ttl: float | Literal["default"] | None = "default",
         consumer_timeout: float | None = None,
         max_message_size: int | None = None,
         events: bool | None = None,
+        store_schema: str | None = None,
     ) -> None:
         # Checked here with the messages users know; the settings model checks the
         # environment's values (and these again).
         if queue_type is not None:
             check_queue_type(queue_type)
+        check_queue_replicas(queue_replicas)
+        if broker is not None and not isinstance(broker, str | Broker):
+            broker = join_urls(split_urls(broker))  # a cluster's nodes, as one string
         if publish_timeout is not None and not publish_timeout > 0:
             raise ConfigurationError("publish_timeout must be a positive number of seconds")
         if consumer_timeout is not None and not consumer_timeout > 0:
@@ -138,10 +107,12 @@ class TaskQueue:
             "store_url": store if isinstance(store, str) else None,
             "exchange": exchange or None,
             "queue_type": queue_type,
+            "queue_replicas": queue_replicas,
             "publish_timeout": publish_timeout,
             "consumer_timeout": consumer_timeout,
             "max_message_size": max_message_size,
             "events": events,
+            "store_schema": store_schema,
         }
         #: Arguments over ``TASKQ_*`` variables over defaults (see :mod:`taskq.settings`).
         self.settings = TaskqSettings.load(**self.arguments)
@@ -149,7 +120,7 @@ class TaskQueue:
             self.arguments["result_ttl"] = result_ttl
             self.settings = self.settings.model_copy(update={"result_ttl": result_ttl})
         settings = self.settings
-        self.topology = Topology(settings.exchange)
+        self.topology = Topology(settings.exchange, settings.queue_replicas)
         self.queue_type = check_queue_type(settings.queue_type)
         self.consumer_timeout = float(settings.consumer_timeout)
         self.max_message_size = settings.max_message_size
@@ -164,23 +135,32 @@ class TaskQueue:
             store
             if isinstance(store, StatusStore)
             else store_from_url(
-                settings.store_url, ttl=settings.result_ttl, prefix=self.topology.exchange
+                settings.store_url,
+                ttl=settings.result_ttl,
+                prefix=self.topology.exchange,
+                schema=settings.store_schema,
             )
         )
         #: Registered tasks by name.
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Periodic schedules (``@app.periodic``), run by ``taskq scheduler``.
+        self.schedules = schedules.Schedules()
         #: Lifecycle events (:mod:`taskq.events`); ``None`` while off, the default.
         self.events: Events | None = (
             Events.for_broker(self.broker, self.topology.exchange) if settings.events else None
         )
+        #: Traces (:mod:`taskq.tracing`): set at connect when a tracer provider is set,
+        #: or by ``taskq.tracing.instrument(app)``; ``None`` while off.
+        self.tracing: Tracing | None = None
         self._connected = False
         self._connect_lock = asyncio.Lock()
         #: Queues of tasks sent by a name not registered here, built once per name.
         self._unregistered: dict[str, QueueSpec] = {}
         #: ``store.create`` of concurrent sends, one ``create_many`` per loop turn.
-        self._creates: Coalescer[None, tuple[str, str], bool] = Coalescer(
+        self._creates: Coalescer[None, tuple[str, str, str | None], bool] = Coalescer(
             lambda _, items: self.store.create_many(items),
             lambda _, item: self.store.create(*item),
+            eager=True,
         )
 
     def __repr__(self) -> str:
@@ -302,6 +282,7 @@ class TaskQueue:
             if not self._connected:
                 await self.store.connect()
                 await self.broker.connect()
+                self.tracing = self.tracing or detect_tracing(self.topology.exchange)
                 self._connected = True
 
     async def close(self) -> None:
@@ -332,153 +313,6 @@ class TaskQueue:
         """A handle for a task id kept elsewhere (e.g. returned to an API client)."""
         return TaskHandle(self, task_id, name)
 
-    # -- workflows (chain, group, chord: taskq.workflows) ----------------------------
-
-    def signature(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        immutable: bool = False,
-    ) -> Signature:
-        """A step of a workflow by task name: no import of the task's code needed.
-
-        >>> render, send = app.signature("emails.render", [uid]), app.signature("emails.send")
-        >>> await taskq.chain(render, send).delay()
-        """
-        return Signature(name, args, kwargs, countdown=countdown, immutable=immutable, app=self)
-
-    async def send_workflow(
-        self, workflow: Canvas, *, workflow_id: str | None = None
-    ) -> WorkflowHandle:
-        """Send a chain, group, chord (or a lone signature) as a workflow; its handle
-        once its shape is recorded and its first steps confirmed by the broker.
-
-        ``workflow_id`` is an idempotency key: sending an id the store knows publishes
-        only the first steps that are missing (completing a send that failed half
-        way), with the shape first recorded. Steps run under the task ids
-        ``<workflow id>.<position>``; see :mod:`taskq.workflows`.
-        """
-        return await send_workflow(self, workflow, workflow_id)
-
-    def workflow(self, workflow_id: str) -> WorkflowHandle:
-        """A handle for a workflow id kept elsewhere."""
-        return WorkflowHandle(self, workflow_id)
-
-    async def send(
-        self,
-        name: str,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        task_id: str | None = None,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        priority: int | None = None,
-        required: bool = True,
-    ) -> TaskHandle:
-        """Send a task by name: the sender needs no import of the task's code.
-
-        If the task is registered on this app its arguments are validated here;
-        otherwise they only have to be JSON-serializable and the worker validates them.
-        ``task_id``, ``countdown``, ``eta``, ``priority`` and ``required`` are as in
-        :meth:`Task.send`.
-        """
-        task = self.tasks.get(name)
-        if task is not None:
-            return await self.send_task(
-                task,
-                args,
-                kwargs or {},
-                task_id=task_id,
-                countdown=countdown,
-                eta=eta,
-                priority=priority,
-                required=required,
-            )
-        delay = delay_of(countdown, eta)
-        spec = self._by_name(name)
-        level = check_priority(priority, spec)
-        return await self._publish(spec, args, kwargs or {}, task_id, delay, level)
-
-    async def send_task(
-        self,
-        task: Task[Any, Any],
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        *,
-        task_id: str | None = None,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        priority: int | None = None,
-        required: bool = True,
-    ) -> TaskHandle:
-        delay = delay_of(countdown, eta)
-        level = check_priority(priority, task.queue)
-        task.validate(args, kwargs)  # bad arguments fail here, at the sender
-        return await self._publish(task.queue, args, kwargs, task_id, delay, level)
-
-    async def send_many(
-        self,
-        name: str,
-        calls: Sequence[Call],
-        *,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        priority: int | None = None,
-    ) -> list[TaskHandle]:
-        """Send many calls of one task by name; their handles, in the order of ``calls``.
-
-        Each call is ``(args, kwargs)`` or ``(args, kwargs, task_id)``. All are checked
-        and encoded first, as :meth:`send` checks one (validated against the task if it
-        is registered here, else only JSON): the first bad one raises, its index in the
-        message, and nothing is written or published. Then every ``queued`` record is
-        written in one store round trip and the messages are published with their
-        confirms pipelined (at most :data:`~taskq.brokers.base.PUBLISH_WINDOW` in
-        flight). An explicit task id the store already knows is not published again;
-        its handle is returned all the same. ``countdown`` / ``eta`` delay every call.
-
-        Raises :class:`~taskq.errors.BulkPublishError` if any publish was not confirmed:
-        ``.not_confirmed`` lists their task ids (their records are removed again, so a
-        re-send with those ids is safe), ``.confirmed`` the handles of the others.
-
-        >>> handles = await app.send_many("emails.send", [((uid, "hi"), {}) for uid in uids])
-        """
-        task = self.tasks.get(name)
-        if task is not None:
-            spec, validate = task.queue, task.validate
-        else:
-            spec, validate = self._by_name(name), None
-        delay = delay_of(countdown, eta)
-        level = check_priority(priority, spec)
-        encoded = encode_calls(spec.task, calls, validate, self.max_message_size)
-        return await send_many(self, spec, encoded, delay, priority=level)
-
-    def _by_name(self, name: str) -> QueueSpec:
-        """The queue of a task sent by a name not registered here: the task's queue as
-        it exists, else a new one of the app's queue type."""
-        spec = self._unregistered.get(name)
-        if spec is None:
-            check_name(name, what="task name")
-            self.topology.queue_name(name)  # refuses a name too long for its queue
-            spec = QueueSpec(task=name, queue_type=self.queue_type, authoritative=False)
-            self._unregistered[name] = spec
-        return spec
-
-    async def _publish(
-        self,
-        spec: QueueSpec,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        task_id: str | None,
-        delay: float = 0.0,
-        priority: int = 0,
-    ) -> TaskHandle:
-        call = encode_call(spec.task, args, kwargs, task_id, self.max_message_size)
-        return await send_one(self, spec, call, delay, priority=priority)
-
     # -- cancelling -------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
@@ -493,46 +327,3 @@ class TaskQueue:
         >>> await app.cancel(task_id)
         """
         return await cancel_task(self, task_id)
-
-    # -- dead letters ---------------------------------------------------------------
-
-    async def dead_letters(self, task: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """Up to ``limit`` messages of the dead-letter queue (of ``task`` only, if
-        given), oldest first, each with its ``task_id``, ``task``, ``reason`` and
-        ``dead_at``. Looking leaves them where they are; it needs the broker only."""
-        if limit < 0:
-            raise ConfigurationError(f"limit must be 0 or more, not {limit!r}")
-        return await self.broker.dead_letters(limit, task=task)
-
-    async def requeue_dead(
-        self, task: str | None = None, ids: Sequence[str] = ()
-    ) -> list[DeadLetter]:
-        """Run dead-lettered tasks again: those of ``task``, or with these task ``ids``,
-        or all of them; returns the dead letters requeued.
-
-        For each, the status is reset first (``queued``, no attempt, no error: a
-        ``failed`` task may run again only this way), then the message is published
-        back to its task's queue; the dead letter goes once that is confirmed. If the
-        store or the publish fails, the error is raised and the letters not yet
-        requeued stay dead (a task whose reset went through but not its publish reads
-        ``queued`` until it is requeued again). A dead letter without a task id or a
-        task name to route by stays, whatever is asked.
-
-        >>> await app.requeue_dead(task="emails.send")
-        >>> await app.requeue_dead(ids=[handle.id])
-        """
-        await self.connect()
-
-        async def prepare(task_id: str, name: str) -> QueueSpec:
-            await self.store.reset(task_id, name)
-            registered = self.tasks.get(name)
-            if registered is not None:
-                return registered.queue
-            return QueueSpec(name, queue_type=self.queue_type, authoritative=False)
-
-        return await self.broker.requeue_dead(task=task, ids=ids, prepare=prepare)
-
-    async def purge_dead(self) -> int:
-        """Delete every dead letter for good; returns how many. Their tasks stay
-        ``failed`` in the status store."""
-        return await self.broker.purge_dead()

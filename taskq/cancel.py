@@ -27,15 +27,15 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-import structlog
-
+from taskq.broadcast import interrupt_workers
 from taskq.errors import BrokerError, UnknownTask
+from taskq.logs import get_logger
 from taskq.status import TaskState, TaskStatus
 
 if TYPE_CHECKING:
     from taskq.app import TaskQueue
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Seconds :func:`cancel` waits for the worker running a task to answer.
 ANSWER_TIMEOUT = 5.0
@@ -75,6 +75,7 @@ async def cancel(app: TaskQueue, task_id: str) -> bool:
     if status.state is TaskState.CANCELLED:
         await _emit(app, status)
         bound.info("task cancelled")
+        await interrupt_workers(app, status)  # a broadcast call may run on some
         return True
     if status.state is not TaskState.STARTED:
         bound.info("task already finished; not cancelled", state=status.state.value)
@@ -154,6 +155,10 @@ class WorkerCancels:
         self._running: dict[str, _Running] = {}
         #: Task id -> when its cancel arrived (monotonic); pruned as it grows.
         self._asked: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        """Task ids being called now: the heartbeat's ``running``."""
+        return len(self._running)
 
     def enter(self, task_id: str, is_async: bool) -> _Running | None:
         """Register the call of ``task_id`` about to run on this task; ``None`` when a

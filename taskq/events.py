@@ -32,15 +32,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-import structlog
-
+from taskq.logs import get_logger
 from taskq.status import utcnow
 
 if TYPE_CHECKING:
     from taskq.brokers import Broker
     from taskq.status import ErrorInfo, TaskStatus
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: The topic exchange every app publishes its events to.
 EVENTS_EXCHANGE = "taskq.events"
@@ -70,6 +69,10 @@ class TaskEvent:
     error_message: str | None = None
     pid: int | None = None
     host: str | None = None
+    #: A worker's heartbeat only (:mod:`taskq.heartbeat`): its tasks running now and
+    #: its concurrency.
+    running: int | None = None
+    concurrency: int | None = None
 
     @property
     def routing_key(self) -> str:

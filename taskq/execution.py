@@ -32,8 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from taskq.broadcast_run import BroadcastRunner
 from taskq.cancel import WorkerCancels
 from taskq.errors import (
     BrokerError,
@@ -44,23 +43,27 @@ from taskq.errors import (
     TaskCancelled,
     TaskTimeout,
 )
+from taskq.logs import get_logger
 from taskq.message import TaskMessage, to_jsonable
+from taskq.observe import ObservedWrites, combine
 from taskq.retry import Reject
 from taskq.settle import Outcome
 from taskq.status import ErrorInfo, TaskState
 from taskq.stores.batch import WriteBatcher
+from taskq.tracing import trace_headers
 from taskq.workflows.advance import WorkflowSteps
 
 if TYPE_CHECKING:
     from taskq.app import TaskQueue
     from taskq.brokers.base import Delivery
+    from taskq.metrics import WorkerMetrics
     from taskq.task import Task
 
 #: Pause before requeueing a message whose outcome could not be recorded, so an
 #: unreachable store does not turn into a hot redelivery loop.
 STORE_RETRY_PAUSE = 1.0
 
-_log = structlog.get_logger("taskq.worker")
+_log = get_logger("taskq.worker")
 
 
 #: The error recorded for a poison message (see :mod:`taskq.retry`).
@@ -82,12 +85,24 @@ class TaskRunner:
         *,
         worker_id: str,
         on_overrun: Callable[[Task[Any, Any]], None] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.app = app
         self.store = app.store
+        #: Metrics and traces of the runs (:mod:`taskq.observe`); ``None`` when both are
+        #: off, the default: then a message costs one test of it.
+        self.observer = combine(app.tracing, metrics)
         #: Every state change goes through here: one store round trip for all the
-        #: writes of tasks finishing together (:mod:`taskq.stores.batch`).
-        self.writes = WriteBatcher(app.store)
+        #: writes of tasks finishing together (:mod:`taskq.stores.batch`). Whole
+        #: records only for an observer: the runner reads state and attempts.
+        self.writes: WriteBatcher | ObservedWrites = WriteBatcher(
+            app.store, records=self.observer is not None
+        )
+        if self.observer is not None:
+            self.writes = ObservedWrites(self.writes, self.observer)
+            self._observed = functools.partial(self.run, observed=True)
+        if metrics is not None:
+            metrics.watch(app)
         #: Lifecycle events, emitted where each state is recorded; ``None`` when off.
         self.events = app.events
         self.threads = threads
@@ -96,16 +111,20 @@ class TaskRunner:
         self.cancels = WorkerCancels()
         #: What follows a workflow step (:mod:`taskq.workflows.advance`).
         self.workflows = WorkflowSteps(app)
+        #: Broadcast calls, recorded per worker (:mod:`taskq.broadcast_run`).
+        self.broadcasts = BroadcastRunner(self, worker_id)
         # Every line of a task's life carries the pid: one log stream holds a pool's
         # processes, and a supervisor reports a dead child by its pid.
         self.log = _log.bind(worker=worker_id, pid=os.getpid())
         #: ``self.log`` bound to each queue, made once: a message binds only its own.
         self._queue_logs: dict[str, Any] = {}
 
-    async def run(self, delivery: Delivery) -> tuple[Outcome, Any]:
+    async def run(self, delivery: Delivery, *, observed: bool = False) -> tuple[Outcome, Any]:
         """The outcome for ``delivery`` and the logger bound to its task. Never raises
         but ``CancelledError`` (worker shutdown: the message stays unsettled and goes
         back to its queue when the consumer closes)."""
+        if self.observer is not None and not observed:
+            return await self.observer.run(delivery, self._observed)
         log = self._queue_logs.get(delivery.queue)
         if log is None:
             log = self._queue_logs[delivery.queue] = self.log.bind(queue=delivery.queue)
@@ -147,6 +166,8 @@ class TaskRunner:
             )
             unknown = MalformedMessage(reason, task_id=message.id, task=message.task)
             return await self._reject(message.id, message.task, unknown, log), log
+        if task.broadcast:
+            return await self.broadcasts.run(delivery, message, task, log), log
 
         status = await self.writes.transition(message.id, task.name, TaskState.STARTED)
         if status is None:
@@ -277,6 +298,7 @@ class TaskRunner:
                 task_id=message.id,
                 delay=delay,
                 priority=delivery.priority,  # a retry keeps its place in line
+                headers=trace_headers(delivery.headers),  # and its trace
             )
         except BrokerError as exc:
             # Requeued instead: it comes back as a new attempt, none is lost.

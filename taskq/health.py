@@ -21,35 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import structlog
+from taskq.health_files import DEFAULT_INTERVAL, STALE_INTERVALS, age, touch
+from taskq.logs import get_logger
 
-log = structlog.get_logger("taskq.health")
+__all__ = ["DEFAULT_INTERVAL", "STALE_INTERVALS", "age", "heartbeat", "touch"]
 
-#: Seconds between two touches of a health file.
-DEFAULT_INTERVAL = 5.0
-
-#: A health file not touched for this many intervals belongs to a wedged process.
-STALE_INTERVALS = 6
-
-
-def touch(path: str | os.PathLike[str]) -> None:
-    """Create ``path`` or set its mtime to now."""
-    Path(path).touch()
-
-
-def age(path: str | os.PathLike[str], *, since: float) -> float | None:
-    """Seconds since ``path`` was last touched; ``None`` if it was not touched since
-    ``since`` (a ``time.time()``: when its process started, so a file left by the
-    process before it does not count)."""
-    try:
-        mtime = os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None
-    return None if mtime < since else time.time() - mtime
+log = get_logger("taskq.health")
 
 
 @contextlib.asynccontextmanager

@@ -25,6 +25,8 @@ from typing import Literal, TextIO
 import structlog
 from structlog.typing import Processor
 
+from taskq.logs import LevelCheckedLogger
+
 LogFormat = Literal["auto", "console", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -75,7 +77,8 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Returns before any processor for a level the logger does not log.
+        wrapper_class=LevelCheckedLogger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)

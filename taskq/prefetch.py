@@ -27,6 +27,7 @@ from typing import Any
 from taskq.brokers.base import Broker, Consumer, DeliveryHandler
 from taskq.task import Task
 from taskq.topology import QueueSpec
+from taskq.workerid import new_worker_id
 
 
 def prefetch_groups(
@@ -36,6 +37,8 @@ def prefetch_groups(
     ``concurrency``), the worker's default group first."""
     groups: dict[int, list[QueueSpec]] = {concurrency: []}
     for task in tasks:
+        if task.broadcast:  # no queue of its own: consume_tasks subscribes it apart
+            continue
         groups.setdefault(task.prefetch or concurrency, []).append(task.queue)
     return {prefetch: queues for prefetch, queues in groups.items() if queues}
 
@@ -46,14 +49,23 @@ async def consume_tasks(
     handler: DeliveryHandler,
     *,
     concurrency: int,
+    worker: str | None = None,
 ) -> Consumer:
     """Consume ``tasks``' queues into ``handler``, one ``broker.consume`` call per
-    prefetch group. If one call fails, the groups already consuming are closed (their
-    deliveries go back) and the error is raised."""
+    prefetch group, and the broadcast tasks' queues of ``worker`` in one more
+    (:mod:`taskq.broadcast`). If one call fails, the groups already consuming are
+    closed (their deliveries go back) and the error is raised."""
     consumers: list[Consumer] = []
+    broadcasts = [task.name for task in tasks if task.broadcast]
     try:
         for prefetch, queues in prefetch_groups(tasks, concurrency=concurrency).items():
             consumers.append(await broker.consume(queues, handler, prefetch=prefetch))
+        if broadcasts:
+            consumers.append(
+                await broker.consume_broadcast(
+                    broadcasts, worker or new_worker_id(), handler, prefetch=concurrency
+                )
+            )
     except BaseException:
         await ConsumerGroup(consumers).close()
         raise

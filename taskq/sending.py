@@ -24,8 +24,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
-import structlog
-
+from taskq.call_record import call_of_body
 from taskq.errors import (
     BulkPublishError,
     ConfigurationError,
@@ -33,14 +32,17 @@ from taskq.errors import (
     TaskqError,
 )
 from taskq.handle import TaskHandle
+from taskq.logs import get_logger
 from taskq.message import TaskMessage, new_task_id
 from taskq.topology import SHORT_STRING, QueueSpec, delay_units
 
 if TYPE_CHECKING:
     from taskq.app import TaskQueue
+    from taskq.brokers.base import Outgoing
     from taskq.stores import StatusStore
+    from taskq.stores.base import Create
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -66,6 +68,8 @@ class Encoded(NamedTuple):
     body: bytes
     #: The caller gave the id: an idempotency key.
     explicit: bool
+    #: The arguments' JSON its ``queued`` record keeps (:mod:`taskq.call_record`).
+    call: str | None = None
 
 
 def encode_call(
@@ -89,20 +93,31 @@ def encode_call(
     body = message.encode()
     if len(body) > max_size:
         raise MessageTooLarge(len(body), max_size, task)
-    return Encoded(message.id, body, bool(task_id))
+    return Encoded(message.id, body, bool(task_id), call_of_body(body))
 
 
 async def send_one(
-    app: TaskQueue, spec: QueueSpec, call: Encoded, delay: float, *, priority: int = 0
+    app: TaskQueue,
+    spec: QueueSpec,
+    call: Encoded,
+    delay: float,
+    *,
+    priority: int = 0,
+    headers: Mapping[str, str] | None = None,
 ) -> TaskHandle:
-    """Record and publish one encoded call; its handle once the broker confirmed it."""
+    """Record and publish one encoded call (with ``headers``); its handle once the
+    broker confirmed it. Within a ``send`` span when the app is traced."""
     delay_units(delay)  # a delay longer than the broker's levels spell: refused now
     await app.connect()
+    tracing = app.tracing
+    if tracing is not None and headers is None:  # off by default: one test
+        with tracing.sending(spec.task, [call.task_id]) as traced:
+            return await send_one(app, spec, call, delay, priority=priority, headers=traced)
     task_id, task = call.task_id, spec.task
     if call.explicit:
         # The record goes in BEFORE the publish: the store refuses a second create of
         # an id, which makes an explicit task id an idempotency key.
-        if not await create(app, task_id, task):
+        if not await create(app, task_id, task, call.call):
             existing = await app.store.get(task_id)
             name = existing.name if existing is not None else task
             log.debug("task already known, not published again", task_id=task_id, task=name)
@@ -110,7 +125,7 @@ async def send_one(
         await _emit_queued(app, [task_id], task)
         try:
             await app.broker.publish(
-                spec, call.body, task_id=task_id, delay=delay, priority=priority
+                spec, call.body, task_id=task_id, delay=delay, priority=priority, headers=headers
             )
         except BaseException as exc:
             await _forget(app.store, [task_id], task, exc)
@@ -118,16 +133,16 @@ async def send_one(
         return TaskHandle(app, task_id, task)
 
     await _emit_queued(app, [task_id], task)  # before the publish: `started` comes after
-    # The publish is started first: its frames go out before the store's, and its
-    # confirm, the longer round trip, is then awaited while the record is written.
-    publishing = asyncio.ensure_future(
-        app.broker.publish(spec, call.body, task_id=task_id, delay=delay, priority=priority)
-    )
-    creating = asyncio.ensure_future(create(app, task_id, task))
+    # The record is written while the message is published and its confirm awaited: the
+    # confirm, the longer round trip, is the only wait in series. The publish runs in
+    # this task (the broker's publishes of a lone caller go out at once: no loop turn),
+    # the record's write in a task of its own, started first: its frame goes out first.
+    creating = asyncio.ensure_future(create(app, task_id, task, call.call))
     try:
-        await publishing
+        await app.broker.publish(
+            spec, call.body, task_id=task_id, delay=delay, priority=priority, headers=headers
+        )
     except BaseException as exc:
-        publishing.cancel()  # our own cancellation: the publish goes with it
         if await _created(creating) is True:  # the record was written: remove it again
             await _forget(app.store, [task_id], task, exc)
         raise
@@ -152,10 +167,10 @@ async def _created(creating: asyncio.Future[T]) -> T | Exception:
         return exc
 
 
-async def create(app: TaskQueue, task_id: str, task: str) -> bool:
+async def create(app: TaskQueue, task_id: str, task: str, call: str | None = None) -> bool:
     """:meth:`StatusStore.create`, with the creates of concurrent sends in one round
     trip (:meth:`StatusStore.create_many`, a Redis pipeline) per turn of the loop."""
-    return await app._creates(None, (task_id, task))
+    return await app._creates(None, (task_id, task, call))
 
 
 def encode_calls(
@@ -183,7 +198,13 @@ def encode_calls(
 
 
 async def send_many(
-    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float, *, priority: int = 0
+    app: TaskQueue,
+    spec: QueueSpec,
+    calls: Sequence[Encoded],
+    delay: float,
+    *,
+    priority: int = 0,
+    headers: Mapping[str, str] | None = None,
 ) -> list[TaskHandle]:
     """Record every call ``queued`` in one store round trip, publish the new ones with
     their confirms pipelined, return their handles in call order. With no explicit id
@@ -197,7 +218,11 @@ async def send_many(
     if not calls:
         return []
     await app.connect()
-    items = [(call.task_id, task) for call in calls]
+    tracing = app.tracing
+    if tracing is not None and headers is None:  # off by default: one test
+        with tracing.sending(task, [call.task_id for call in calls]) as traced:
+            return await send_many(app, spec, calls, delay, priority=priority, headers=traced)
+    items: list[Create] = [(call.task_id, task, call.call) for call in calls]
     if any(call.explicit for call in calls):
         # Idempotency keys: only the ids the store did not know yet are published.
         written = await app.store.create_many(items)
@@ -206,7 +231,7 @@ async def send_many(
         names = await _known_names(app.store, known)
         handles = [TaskHandle(app, c.task_id, names.get(c.task_id, task)) for c in calls]
         try:
-            outcomes = await _publish_many(app, spec, new, delay, priority)
+            outcomes = await _publish_many(app, spec, new, delay, priority, headers)
         except BaseException as exc:  # cancelled: the calls may or may not be out
             await _forget(app.store, [call.task_id for call in new], task, exc)
             raise
@@ -215,7 +240,7 @@ async def send_many(
         handles = [TaskHandle(app, call.task_id, task) for call in calls]
         creating = asyncio.ensure_future(app.store.create_many(items))
         try:
-            outcomes = await _publish_many(app, spec, new, delay, priority)
+            outcomes = await _publish_many(app, spec, new, delay, priority, headers)
         except BaseException as exc:
             await _created(creating)
             await _forget(app.store, [call.task_id for call in new], task, exc)
@@ -247,7 +272,12 @@ async def send_many(
 
 
 async def _publish_many(
-    app: TaskQueue, spec: QueueSpec, calls: Sequence[Encoded], delay: float, priority: int
+    app: TaskQueue,
+    spec: QueueSpec,
+    calls: Sequence[Encoded],
+    delay: float,
+    priority: int,
+    headers: Mapping[str, str] | None,
 ) -> list[BaseException | None]:
     """Each call's outcome; an error raised before anything was published is every
     call's."""
@@ -256,9 +286,12 @@ async def _publish_many(
     task_ids = [call.task_id for call in calls]
     await _emit_queued(app, task_ids, spec.task)
     try:
-        return await app.broker.publish_many(
-            spec, [(call.task_id, call.body) for call in calls], delay=delay, priority=priority
+        messages: list[Outgoing] = (
+            [(call.task_id, call.body) for call in calls]
+            if headers is None
+            else [(call.task_id, call.body, headers) for call in calls]
         )
+        return await app.broker.publish_many(spec, messages, delay=delay, priority=priority)
     except TaskqError as exc:
         return [exc] * len(calls)
 

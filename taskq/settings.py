@@ -53,14 +53,20 @@ class TaskqSettings(BaseSettings):
     )
 
     # -- the app ----------------------------------------------------------------------
-    #: The broker: ``amqp://`` / ``amqps://`` (vhost as the path) or the embedded ``memory://``.
+    #: The broker: ``amqp://`` / ``amqps://`` (vhost as the path) or the embedded ``memory://``;
+    #: a cluster's nodes as URLs separated by ``;``.
     broker_url: str = MEMORY_URL
-    #: The status store: ``redis://`` / ``rediss://`` or the embedded ``memory://``.
+    #: The status store: ``redis://`` / ``rediss://``, ``redis+sentinel://``,
+    #: ``postgresql://`` / ``postgres://`` or the embedded ``memory://``.
     store_url: str = MEMORY_URL
+    #: The PostgreSQL store's schema; ``None``: named after the exchange.
+    store_schema: str | None = None
     #: Names every object the app declares (queues, delay levels, dead letters).
     exchange: str = "taskq"
     #: Default queue type of task queues.
     queue_type: QueueType = "quorum"
+    #: Cluster nodes each new quorum queue is replicated on; ``None``: RabbitMQ's default.
+    queue_replicas: int | None = Field(None, ge=1)
     #: Seconds a publish waits for the broker's confirm.
     publish_timeout: float = Field(10.0, gt=0)
     #: Seconds a finished task's record is kept; ``None``: forever.

@@ -108,6 +108,15 @@ class TaskStatus(BaseModel):
     #: A cancel was asked for while the task ran; its worker has not answered yet. A
     #: redelivery of it (its worker died) is not started: it becomes ``cancelled``.
     cancel_requested: bool = False
+    #: The worker whose outcome this is, for a broadcast task's per-worker records
+    #: (:mod:`taskq.broadcast`); ``None`` on every other record.
+    worker: str | None = None
+    #: The call's arguments, as the publisher's ``queued`` record kept them
+    #: (:mod:`taskq.call_record`); ``None`` when unknown: published by another
+    #: language, or too big to keep (then ``call_truncated`` is its size in bytes).
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    call_truncated: int | None = None
 
     @property
     def finished(self) -> bool:

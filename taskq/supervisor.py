@@ -2,9 +2,15 @@
 
 Each child runs the very same ``taskq worker`` command line, with ``TASKQ_WORKER_SLOT``
 in its environment telling it that it is child number ``slot`` and must run one worker
-itself rather than supervise (``cli/worker.py``). A child that re-executes itself
-(a sync task overran its time limit) keeps its pid and its slot: the supervisor sees
-nothing.
+itself rather than supervise (``cli/worker.py``). On Linux the children are forked
+from a zygote that imported the app once (:mod:`taskq.zygote`, :class:`ZygoteLauncher`)
+so that they share its memory; elsewhere, or with ``--start-method spawn``, each is a
+fresh interpreter (:class:`PopenLauncher`). A child that re-executes itself (a sync
+task overran its time limit) keeps its pid and its slot: the supervisor sees nothing.
+The supervisor imports only the standard library (and prometheus_client with
+``--metrics-port``): ``taskq worker --processes N`` re-executes itself as
+``python -m taskq.supervise`` (:mod:`taskq.supervise`) to shed what the command
+imported, so the pool's memory is its children's.
 
 - A child that exits 0 while no stop was asked for was recycled
   (``--max-tasks-per-child``): started again at once.
@@ -23,29 +29,30 @@ nothing.
 
 Children run in their own process group, so a Ctrl-C at a terminal reaches them once,
 through the supervisor, and never twice; on Linux they also get SIGTERM should the
-supervisor itself die. Their stdout and stderr are the supervisor's.
+supervisor itself die (forked ones: should the zygote die, which gets SIGTERM when the
+supervisor dies). Their stdout and stderr are the supervisor's.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from types import FrameType
+from collections.abc import Callable, Mapping, Sequence
 
-import structlog
+from taskq import health_files as health
+from taskq.supervisor_launch import SLOT_ENV, ForkLauncher, PopenLauncher
+from taskq.supervisor_log import LineLogger
 
-from taskq import health
+TYPE_CHECKING = False  # typing: not imported by the supervisor for this
+if TYPE_CHECKING:
+    from types import FrameType
 
-log = structlog.get_logger("taskq.supervisor")
+    from taskq.supervisor_launch import Child, Launcher
 
-#: Set in a child's environment: the slot it fills (0 .. N-1).
-SLOT_ENV = "TASKQ_WORKER_SLOT"
+__all__ = ["SLOT_ENV", "Supervisor", "child_health_file"]
+
+log = LineLogger("taskq.supervisor")
 
 #: Exit codes of a child's first start that mean the command is wrong: RET_ERROR,
 #: RET_IMPORT, RET_CONNECT and RET_USAGE of ``taskq.cli.common``.
@@ -69,16 +76,16 @@ STARTUP_GRACE = 60.0
 POLL_INTERVAL = 0.1
 
 
-@dataclass
 class Slot:
     """One of the N places a child process fills, with what its restarts depend on."""
 
-    index: int
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0  # time.time() of the current child's start
-    starts: int = 0
-    backoff: float = BACKOFF_START
-    restart_at: float | None = field(default=0.0)  # monotonic; None: not to restart
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: Child | None = None
+        self.started_at = 0.0  # time.time() of the current child's start
+        self.starts = 0
+        self.backoff = BACKOFF_START
+        self.restart_at: float | None = 0.0  # monotonic; None: not to restart
 
 
 class Supervisor:
@@ -96,12 +103,17 @@ class Supervisor:
         health_file: str | None = None,
         health_interval: float = health.DEFAULT_INTERVAL,
         env: Mapping[str, str] | None = None,
+        on_exit: Callable[[int], None] | None = None,
+        fork: bool = False,
     ) -> None:
         self.command = list(command)
+        #: Called with the pid of each child that ended (its live metrics are dropped).
+        self.on_exit = on_exit
         self.slots = [Slot(i) for i in range(processes)]
         self.health_file = health_file
         self.health_interval = health_interval
         self.env = dict(os.environ if env is None else env)
+        self.launcher: Launcher = (ForkLauncher if fork else PopenLauncher)(self.command, self.env)
         self._stop_signal: int | None = None
         self._killed = False
         self._stop_sent = False
@@ -126,7 +138,10 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self._kill_all()  # only reached with children alive if run() itself failed
+            try:
+                self._kill_all()  # only reached with children alive if run() itself failed
+            finally:
+                self.launcher.close()
         log.info("supervisor stopped", pid=os.getpid(), exit_code=self._exit_code)
         return self._exit_code
 
@@ -179,14 +194,10 @@ class Supervisor:
                 self._start(slot)
 
     def _start(self, slot: Slot) -> None:
-        env = {**self.env, SLOT_ENV: str(slot.index)}
-        slot.process = subprocess.Popen(
-            self.command, env=env, process_group=0, preexec_fn=_die_with_parent
-        )
         slot.started_at = time.time()
         slot.starts += 1
         slot.restart_at = None
-        log.info("worker process started", pid=slot.process.pid, slot=slot.index)
+        slot.process = self.launcher.start(slot.index, _log_started)
 
     def _reap(self) -> None:
         for slot in self.slots:
@@ -197,9 +208,11 @@ class Supervisor:
                 continue
             pid, slot.process = slot.process.pid, None
             ran = time.time() - slot.started_at
+            if self.on_exit is not None and pid is not None:
+                self.on_exit(pid)
             self._exited(slot, pid, code, ran)
 
-    def _exited(self, slot: Slot, pid: int, code: int, ran: float) -> None:
+    def _exited(self, slot: Slot, pid: int | None, code: int, ran: float) -> None:
         how = _describe(code)
         if self._stop_signal is not None:
             if code not in STOPPED_CLEANLY and not self._killed and not self._exit_code:
@@ -278,10 +291,5 @@ def _describe(code: int) -> dict[str, object]:
     return {"exit_code": code}
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux for a SIGTERM when the supervisor dies, so
-    a killed supervisor leaves no worker behind (a child in its own process group gets
-    no terminal signal). Elsewhere a no-op."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+def _log_started(pid: int, slot: int) -> None:
+    log.info("worker process started", pid=pid, slot=slot)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import pydantic
 
+from taskq.broadcast import check_broadcast_options
 from taskq.errors import ConfigurationError, InvalidArguments
 from taskq.ratelimit import RateLimit, parse_rate_limit
 from taskq.retry import RetryPolicy
@@ -127,6 +128,8 @@ class Task(Generic[P, R]):
             max_priority=self.max_priority,
         )
         self.retry = retry or RetryPolicy()
+        if self.broadcast:
+            check_broadcast_options(self)
         self.timeout = timeout
         #: Seconds an attempt may run before it is cancelled (async) or abandoned and
         #: its worker process replaced (sync): ``timeout``, else the most the broker's

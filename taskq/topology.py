@@ -13,9 +13,15 @@ differ between two declarers, or RabbitMQ answers 406 PRECONDITION_FAILED.
                                       carry the reason in header ``x-taskq-reason``
     exchange  <exchange>.control      fanout, durable: control messages to workers
     queue     <exchange>.control.<worker id>  exclusive, auto-delete, one per worker
+    exchange  <exchange>.broadcast.<task name>  fanout, durable; bound from <exchange> by
+                                      the task name (exchange-to-exchange binding)
+    queue     <exchange>.broadcast.<task name>.<worker id>  exclusive, auto-delete, one
+                                      per worker process and broadcast task
     exchange  <exchange>.delay.<k>    topic, durable; k = 0 .. DELAY_LEVELS - 1
     queue     <exchange>.delay.<k>    quorum; holds a message 2**k units, then
                                       dead-letters it to level k - 1 (k = 0: <exchange>)
+    queue     <exchange>.scheduler    quorum, single active consumer: schedulers'
+                                      heartbeats, which elect the active one
 
 Delays (kombu's native delayed delivery, NServiceBus's shape): a delay of ``n`` units is
 spelled in bits as the first DELAY_LEVELS words of the routing key,
@@ -79,6 +85,8 @@ _MAX_NAME = 190
 _MAX_WORDS = DELAY_LEVELS
 # Task names whose queue would be a delay level's queue.
 _DELAY_TASKS = frozenset(f"delay.{level}" for level in range(DELAY_LEVELS))
+#: The task name whose queue would be the schedulers' (taskq.schedules.leader).
+SCHEDULER = "scheduler"
 
 
 def check_name(name: str, *, what: str) -> str:
@@ -153,14 +161,40 @@ class QueueSpec:
     authoritative: bool = True
 
 
+#: Queue argument: how many cluster nodes a new quorum queue gets a member on.
+REPLICAS_ARGUMENT = "x-quorum-initial-group-size"
+
+
+def check_queue_replicas(replicas: int | None) -> int | None:
+    if replicas is not None and (isinstance(replicas, bool) or not replicas >= 1):
+        raise ConfigurationError(
+            f"queue_replicas must be a whole number of nodes from 1, or None for "
+            f"RabbitMQ's own default (its quorum_cluster_size, 3 in 3.10), not {replicas!r}"
+        )
+    return replicas
+
+
 @dataclass(frozen=True)
 class Topology:
     """The names and arguments of one app's objects on the broker."""
 
     exchange: str = "taskq"
+    #: ``x-quorum-initial-group-size`` of every quorum queue declared (task, delay,
+    #: dead-letter and scheduler queues); ``None`` leaves it to RabbitMQ (members on as
+    #: many nodes as its ``quorum_cluster_size``, 3 by default in 3.10). RabbitMQ checks
+    #: it like any queue argument: every declarer of a queue must give the same value.
+    queue_replicas: int | None = None
 
     def __post_init__(self) -> None:
         check_name(self.exchange, what="exchange name")
+        check_queue_replicas(self.queue_replicas)
+
+    def _replicated(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A quorum queue's ``arguments`` with :attr:`queue_replicas`, when set (when
+        not, exactly the arguments declared before the option existed)."""
+        if self.queue_replicas is not None:
+            arguments[REPLICAS_ARGUMENT] = self.queue_replicas
+        return arguments
 
     def queue_name(self, task: str) -> str:
         name = f"{self.exchange}.{task}"
@@ -174,6 +208,11 @@ class Topology:
             raise ConfigurationError(
                 f"task name {task!r} is taken: its queue would be delay level "
                 f"{task.removeprefix('delay.')}'s queue; choose another name"
+            )
+        if task == SCHEDULER:
+            raise ConfigurationError(
+                f"task name {task!r} is taken: its queue would be the schedulers' "
+                f"({name}); choose another name"
             )
         return name
 
@@ -207,12 +246,14 @@ class Topology:
         ``max_priority`` the arguments are exactly those of a queue without priorities.
         """
         if queue_type == "quorum":
-            return {
-                "x-queue-type": "quorum",
-                "x-dead-letter-exchange": self.dead_exchange,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            }
+            return self._replicated(
+                {
+                    "x-queue-type": "quorum",
+                    "x-dead-letter-exchange": self.dead_exchange,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                }
+            )
         arguments: dict[str, Any] = {
             "x-queue-type": "classic",
             "x-dead-letter-exchange": self.dead_exchange,
@@ -223,7 +264,7 @@ class Topology:
 
     def dead_queue_arguments(self) -> dict[str, Any]:
         # Quorum: replicated like the task queues, so a dead letter is as safe as a task.
-        return {"x-queue-type": "quorum"}
+        return self._replicated({"x-queue-type": "quorum"})
 
     @property
     def control_exchange(self) -> str:
@@ -233,6 +274,35 @@ class Topology:
     def control_queue(self, worker_id: str) -> str:
         """A worker's own queue on :attr:`control_exchange`: exclusive, auto-delete."""
         return f"{self.exchange}.control.{worker_id}"[:SHORT_STRING]
+
+    def broadcast_exchange(self, task: str) -> str:
+        """Fanout of a broadcast task (:mod:`taskq.broadcast`): ``<exchange>`` routes the
+        task's name to it through an exchange-to-exchange binding."""
+        return f"{self.exchange}.broadcast.{task}"
+
+    def broadcast_queue(self, task: str, worker_id: str) -> str:
+        """A worker's own queue on :meth:`broadcast_exchange`: exclusive, auto-delete."""
+        return f"{self.exchange}.broadcast.{task}.{worker_id}"[:SHORT_STRING]
+
+    @property
+    def scheduler_queue(self) -> str:
+        """Where schedulers publish heartbeats; its single active consumer is the
+        active scheduler (:mod:`taskq.schedules.leader`)."""
+        return f"{self.exchange}.{SCHEDULER}"
+
+    def scheduler_queue_arguments(self) -> dict[str, Any]:
+        """Quorum (replicated: the lease survives a node), one consumer served at a
+        time; heartbeats are only worth their arrival, so a backlog is capped by age and
+        length, oldest dropped."""
+        return self._replicated(
+            {
+                "x-queue-type": "quorum",
+                "x-single-active-consumer": True,
+                "x-message-ttl": 10_000,
+                "x-max-length": 100,
+                "x-overflow": "drop-head",
+            }
+        )
 
     def delay_exchange(self, level: int) -> str:
         return f"{self.exchange}.delay.{level}"
@@ -250,13 +320,15 @@ class Topology:
         units and is dead-lettered on with its routing key. Quorum with at-least-once
         dead-lettering (which needs ``reject-publish``): a classic queue dead-letters
         at-most-once, and a delayed task could be lost on the hop."""
-        return {
-            "x-queue-type": "quorum",
-            "x-message-ttl": round((1 << level) * DELAY_UNIT * 1000),
-            "x-dead-letter-exchange": self.delay_target(level),
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        }
+        return self._replicated(
+            {
+                "x-queue-type": "quorum",
+                "x-message-ttl": round((1 << level) * DELAY_UNIT * 1000),
+                "x-dead-letter-exchange": self.delay_target(level),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,27 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from taskq.app import TaskQueue
-from taskq.brokers.base import Consumer, Delivery
+from taskq.brokers.base import Consumer, Delivery, nonblocking
 from taskq.cancel import decode_control
 from taskq.errors import BrokerError, ConfigurationError
 from taskq.execution import TaskRunner
+from taskq.heartbeat import WorkerHeartbeat
+from taskq.logs import get_logger
 from taskq.prefetch import consume_tasks
 from taskq.settings import TaskqSettings
 from taskq.settle import Outcome, settle
+from taskq.signals import stop_on_signals
 from taskq.task import Task
+from taskq.throttle import Arrival, Inbox, Throttle
 from taskq.topology import topic_matches
+from taskq.workerid import new_worker_id
 
-log = structlog.get_logger("taskq.worker")
+if TYPE_CHECKING:
+    from taskq.metrics import WorkerMetrics
+
+log = get_logger("taskq.worker")
 
 #: Names of the threads that run sync tasks start with this.
 THREAD_NAME_PREFIX = "taskq-task"
@@ -69,6 +74,7 @@ class Worker:
         threads: int | None = None,
         grace: float | None = None,
         max_tasks: int | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
@@ -90,12 +96,18 @@ class Worker:
         #: supervisor then starts a fresh process, which frees what user code leaked).
         self.max_tasks = max_tasks
         self.tasks_done = 0
-        self.id = f"{os.getpid()}-{id(self):x}"
+        #: Prometheus metrics of the runs (:mod:`taskq.metrics`); ``None``: none kept.
+        self.metrics = metrics
+        #: ``<hostname>-<pid>`` (``-2``, ``-3``... for more workers in one process):
+        #: names its control and broadcast queues and its broadcast records.
+        self.id = new_worker_id()
         self._consumer: Consumer | None = None
         #: This worker's control queue (cancels of running tasks: taskq.cancel).
         self._control: Consumer | None = None
         #: Deliveries not started yet, with when they arrived (monotonic seconds).
-        self._inbox: asyncio.Queue[tuple[Delivery, float] | None] = asyncio.Queue()
+        self._inbox: Inbox[Arrival | None] = Inbox()
+        #: Admits the deliveries of rate-limited tasks (taskq.throttle); set at start.
+        self._throttle: Throttle | None = None
         self._runners: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._stopping = False
@@ -104,6 +116,8 @@ class Worker:
         self._owns_connection = False
         self._started = False
         self._runner: TaskRunner | None = None
+        #: ``worker.heartbeat`` events while the app's events are on (taskq.heartbeat).
+        self._heartbeat: WorkerHeartbeat | None = None
         #: Set when a sync task overran its time limit: this process should be
         #: replaced (``taskq worker`` does so once :meth:`run` returns).
         self.replace_requested = False
@@ -133,28 +147,40 @@ class Worker:
         try:
             await self.app.connect()
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=THREAD_NAME_PREFIX)
-            runner = TaskRunner(self.app, self._pool, worker_id=self.id, on_overrun=self._overrun)
+            self._throttle = Throttle(
+                self.app, tasks, self._inbox, ack_deadline_share=ACK_DEADLINE_SHARE
+            )
+            runner = TaskRunner(
+                self.app,
+                self._pool,
+                worker_id=self.id,
+                on_overrun=self._overrun,
+                metrics=self.metrics,
+            )
             self._runner = runner
             self._runners = [
                 asyncio.create_task(self._run_inbox(runner), name=f"taskq-runner-{i}")
                 for i in range(self.concurrency)
             ]
             self._consumer = await consume_tasks(
-                self.app.broker, tasks, self._deliver, concurrency=self.concurrency
+                self.app.broker, tasks, self._deliver, concurrency=self.concurrency, worker=self.id
             )
             self._control = await self.app.broker.consume_control(self.id, self._on_control)
         except BaseException:
             await self.stop(grace=0)  # undo what started; nothing was consumed yet
             raise
         self._started = True
+        self._heartbeat = WorkerHeartbeat.start_for(self)
         log.info(
             "worker started",
             worker=self.id,
+            pid=os.getpid(),  # also in the id, after a hostname that may hold '-'
             tasks=[t.name for t in tasks],
             concurrency=self.concurrency,
             broker=self.app.broker.display_url,
         )
 
+    @nonblocking
     async def _deliver(self, delivery: Delivery) -> None:
         self._inbox.put_nowait((delivery, time.monotonic()))
 
@@ -198,6 +224,13 @@ class Worker:
                 )
                 await settle(self.app.broker, delivery, Outcome.requeue("waited too long"), log)
                 continue
+            throttle = self._throttle
+            if (
+                throttle is not None
+                and delivery.task in throttle.limited
+                and not await throttle.admit(delivery, arrived)
+            ):
+                continue  # parked until its start slot, or delayed in the broker
             outcome, task_log = await runner.run(delivery)
             try:
                 await settle(self.app.broker, delivery, outcome, task_log)
@@ -206,6 +239,10 @@ class Worker:
                 # runner lives on to take the next one.
                 task_log.exception("could not settle the message; left for redelivery")
             self._count_done()
+
+    def running_count(self) -> int:
+        """Tasks being run now."""
+        return 0 if self._runner is None else len(self._runner.cancels)
 
     @property
     def _spent(self) -> bool:
@@ -248,6 +285,8 @@ class Worker:
             if self._consumer is not None:
                 await self._consumer.close()  # anything still unsettled goes back
         finally:
+            if self._heartbeat is not None:
+                await self._heartbeat.stop()
             if self._control is not None:  # kept through the grace: cancels still land
                 try:
                     await self._control.close()
@@ -262,6 +301,8 @@ class Worker:
             self._stopped.set()
 
     async def _requeue_waiting(self) -> None:
+        if self._throttle is not None:
+            self._throttle.unpark_all()
         while not self._inbox.empty():
             item = self._inbox.get_nowait()
             if item is not None:
@@ -296,30 +337,21 @@ class Worker:
     async def run(self) -> None:
         """Start, run until :meth:`stop` / :meth:`request_stop` or SIGTERM / SIGINT, stop."""
         self._stop_requested = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.request_stop)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-                pass
         try:
-            await self.start()
-            assert self._stopped is not None
-            waiters = [
-                asyncio.create_task(self._stop_requested.wait()),
-                asyncio.create_task(self._stopped.wait()),
-            ]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
-            log.info("stop requested; finishing running tasks", grace=self.grace)
+            with stop_on_signals(self.request_stop):
+                await self.start()
+                assert self._stopped is not None
+                waiters = [
+                    asyncio.create_task(self._stop_requested.wait()),
+                    asyncio.create_task(self._stopped.wait()),
+                ]
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waiters:
+                        w.cancel()
+                log.info("stop requested; finishing running tasks", grace=self.grace)
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             await self.stop()
 
     async def __aenter__(self) -> Worker:

@@ -125,6 +125,47 @@ def redis_url(_containers: ExitStack) -> str:
     )
 
 
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """PostgreSQL: ``TASKQ_TEST_PG_URL``, else 127.0.0.1:5432, database ``test``."""
+    url = os.environ.get("TASKQ_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+    parts = urlsplit(url)
+    if not _port_open(parts.hostname or "127.0.0.1", parts.port or 5432):
+        _unavailable("PostgreSQL", f"TASKQ_TEST_PG_URL={parts.hostname}:{parts.port or 5432}")
+    return url
+
+
+async def drop_pg_schema(pg_url: str, schema: str) -> None:
+    """Drop a test's PostgreSQL schema and everything in it."""
+    import asyncpg
+
+    from taskq.stores.postgres_schema import quote
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def sentinel_group() -> Iterator[Any]:
+    """A private Redis Sentinel group (a primary, a replica, three sentinels:
+    ``tests/faults/sentinel.py``) for the session; a test that kills its master leaves
+    it healthy again (the old primary back as a replica)."""
+    import shutil
+
+    from tests.faults.sentinel import SentinelGroup
+
+    if shutil.which("redis-server") is None:
+        if REQUIRED:
+            pytest.fail("redis-server is not installed and TASKQ_REQUIRE_BROKER=1")
+        pytest.skip("redis-server is not installed: the Sentinel tests run their own")
+    # TASKQ_SENTINEL_REPLICAS=2: the failover figures with a replica to spare.
+    with SentinelGroup(replicas=int(os.environ.get("TASKQ_SENTINEL_REPLICAS", "1"))) as group:
+        yield group
+
+
 @pytest.fixture
 def exchange() -> str:
     """An exchange name of this test's own: every queue it declares is named after it."""

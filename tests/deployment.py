@@ -38,14 +38,14 @@ class Ran:
         return self.stdout.splitlines()
 
 
-async def run_python(*args: str, env: dict[str, str]) -> Ran:
-    """``python *args`` in the repository's root; killed after SUBPROCESS_TIMEOUT."""
+async def run_python(*args: str, env: dict[str, str], timeout: float = SUBPROCESS_TIMEOUT) -> Ran:
+    """``python *args`` in the repository's root; killed after ``timeout`` seconds."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, *args,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), SUBPROCESS_TIMEOUT)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -13,13 +13,16 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aio_pika
+import aiormq.exceptions
 import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
+from taskq.brokers import amqp_consumer
 from taskq.brokers.amqp import AmqpBroker
 from taskq.brokers.base import Delivery, DeliveryHandler
 from taskq.errors import BrokerConnectionError, PublishError, QueueMismatch
@@ -172,6 +175,33 @@ async def test_a_queue_deleted_behind_the_publishers_back_is_declared_again(
     assert delivery.correlation_id == "t-2"
 
 
+async def test_a_consumer_whose_queue_is_deleted_declares_it_again_and_consumes(
+    broker: AmqpBroker, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    """The broker cancels the consumers of a deleted queue: the consumer declares and
+    binds it again and consumes it under the same tag, in a task of its own."""
+    received: asyncio.Queue[Delivery] = asyncio.Queue()
+    await broker.publish(TASK, b"{}", task_id="t-1")
+    consumer = await broker.consume([TASK], _keep_in(received), prefetch=10)
+    first = await asyncio.wait_for(received.get(), 5.0)
+    await first.ack()
+
+    with capture_logs() as logs:
+        await channel.queue_delete(broker.topology.queue_name(TASK.task))
+        await eventually(
+            lambda: broker.queue_info(TASK.task), lambda i: i is not None and i.consumers == 1
+        )
+    await broker.publish(TASK, b"{}", task_id="t-2")
+    second = await asyncio.wait_for(received.get(), 10.0)
+    await second.ack()
+    await consumer.close()
+    assert second.correlation_id == "t-2"
+    assert [e["event"] for e in logs if "consum" in e["event"]] == [
+        "the broker cancelled a consumer",
+        "consuming again",
+    ]
+
+
 async def test_a_publish_that_stays_unroutable_raises_publish_error(
     broker: AmqpBroker, channel: aio_pika.abc.AbstractChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +292,40 @@ async def test_a_dropped_connection_is_restored_and_stale_acks_are_ignored(
     with capture_logs() as logs:  # declarations were forgotten on reconnect
         await broker.publish(TASK, b"{}", task_id="t-3")
     assert [e for e in logs if e["event"] == "queue declared"]
+
+
+async def test_a_consume_that_fails_after_a_reconnect_is_tried_again_until_it_works(
+    proxied: tuple[AmqpBroker, TcpProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aio-pika calls the consumer back once per reopened channel and drops the
+    callback's error: a ``basic.consume`` refused then (here: the first two after the
+    drop) must not leave the consumer connected and idle."""
+    monkeypatch.setattr(amqp_consumer, "RESUBSCRIBE_PAUSE", 0.2)
+    broker, proxy = proxied
+    received: asyncio.Queue[Delivery] = asyncio.Queue()
+    consumer = await broker.consume([TASK], _keep_in(received), prefetch=10)
+    assert isinstance(consumer, amqp_consumer.AmqpConsumer)
+    consume = consumer._consume
+    refusals = 0
+
+    async def refused_twice(subscription: Any) -> None:
+        nonlocal refusals
+        if refusals < 2:
+            refusals += 1
+            raise aiormq.exceptions.ChannelInvalidStateError("refused, as a test")
+        await consume(subscription)
+
+    monkeypatch.setattr(consumer, "_consume", refused_twice)
+    with capture_logs() as logs:
+        proxy.drop()
+        await _publish_until_accepted(broker, "after")
+        delivery = await asyncio.wait_for(received.get(), 10.0)
+    await delivery.ack()
+    assert delivery.correlation_id == "after" and refusals == 2
+    said = [e["event"] for e in logs if "consum" in e["event"]]
+    assert said == ["could not consume again after a reconnect"] * 2 + [
+        "consuming again after a reconnect"
+    ]
 
 
 def _keep_in(received: asyncio.Queue[Delivery]) -> DeliveryHandler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -90,7 +91,14 @@ def test_a_message_with_only_the_four_fields_decodes_and_extra_fields_are_ignore
 
 class _RefusingBroker(MemoryBroker):
     async def publish(
-        self, queue: QueueSpec, body: bytes, *, task_id: str, delay: float = 0.0, priority: int = 0
+        self,
+        queue: QueueSpec,
+        body: bytes,
+        *,
+        task_id: str,
+        delay: float = 0.0,
+        priority: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         raise PublishError("not confirmed (test)", task_id=task_id)
 
@@ -125,6 +133,7 @@ async def test_an_explicit_ids_queued_record_is_written_before_the_publish() -> 
             task_id: str,
             delay: float = 0.0,
             priority: int = 0,
+            headers: Mapping[str, str] | None = None,
         ) -> None:
             seen.append(await app.store.get(task_id))
             await super().publish(queue, body, task_id=task_id)

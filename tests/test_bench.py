@@ -14,29 +14,52 @@ import signal
 import socket
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
 import redis.asyncio as aioredis
 
+from taskq.bench.config import RAW_TASK, BenchConfig
+from taskq.bench.raw import measure_raw
+from taskq.brokers.amqp import AmqpBroker
 from taskq.cli import RET_CONNECT, RET_INTERRUPTED
+from taskq.topology import Topology
+from tests.broker_nodes import closed_port
 from tests.deployment import ROOT, Ran, environment, run_python
 
 #: Every figure the contract names, as dotted paths into the JSON object.
 RATES = [
     "raw.publish_per_s",
     "raw.consume_per_s",
+    "raw.publish_sequential_per_s",
+    "raw.publish_sequential_p50_ms",
+    "raw.publish_sequential_per_s_uvloop",
+    "raw.publish_sequential_p50_ms_uvloop",
     "taskq.enqueue_sequential_per_s",
+    "taskq.sequential_p50_ms",
+    "taskq.enqueue_sequential_per_s_asyncio",
+    "taskq.sequential_p50_ms_asyncio",
     "taskq.enqueue_concurrent_per_s",
     "taskq.enqueue_bulk_per_s",
     "taskq.drain_per_s",
     "taskq.worker_rss_mib",
+    "taskq.tree_pss_mib",
+    "ceiling.drain_per_s",
     "ratios.enqueue_sequential",
     "ratios.enqueue_concurrent",
     "ratios.enqueue_bulk",
     "ratios.drain",
+    "ratios.drain_vs_ceiling",
+    "ratios.enqueue_sequential_vs_raw",
+    "ratios.sequential_p50_vs_raw_asyncio",
+    "ratios.sequential_p50_vs_raw_uvloop",
+    "ratios.latency_start_p50_vs_raw_deliver",
 ]
-LATENCIES = ["taskq.latency_start_ms", "taskq.latency_succeeded_ms"]
+#: Counted in clock ticks over the tasks started once every process consumed: in a
+#: run this small, possibly none (a second process may start after the drain).
+CPU_PER_TASK = ["taskq.worker_cpu_us_per_task", "ceiling.cpu_us_per_task"]
+LATENCIES = ["taskq.latency_start_ms", "taskq.latency_succeeded_ms", "raw.latency_deliver_ms"]
 SETTINGS = [
     "broker", "store", "exchange", "tasks", "processes", "concurrency", "payload_bytes",
     "prefetch", "queue_type", "loop", "raw_loop", "python", "taskq",
@@ -51,10 +74,15 @@ def at(result: dict[str, Any], path: str) -> Any:
     return value
 
 
+#: Seconds a small run may take on a busy machine: it starts a pool of workers, then
+#: the ceiling's processes, and runs a dozen phases.
+BENCH_TIMEOUT = 120.0
+
+
 async def bench(amqp_url: str, redis_url: str, *flags: str) -> Ran:
     return await run_python(
         "-m", "taskq", "bench", "--broker", amqp_url, "--store", redis_url, *flags,
-        env=environment(),
+        env=environment(), timeout=BENCH_TIMEOUT,
     )  # fmt: skip
 
 
@@ -88,10 +116,10 @@ def assert_complete(result: dict[str, Any]) -> None:
     for path in RATES:
         value = at(result, path)
         assert isinstance(value, int | float) and value > 0, (path, value)
-    # Counted in clock ticks over the tasks started once every process consumed: in a
-    # run this small, possibly none (a second process may start after the drain).
-    cpu = at(result, "taskq.worker_cpu_us_per_task")
-    assert cpu is None or (isinstance(cpu, int | float) and cpu >= 0), cpu
+    for path in CPU_PER_TASK:
+        cpu = at(result, path)
+        assert cpu is None or (isinstance(cpu, int | float) and cpu >= 0), (path, cpu)
+    assert at(result, "ceiling.absent") is None
     for path in LATENCIES:
         p50, p95, p99 = (at(result, f"{path}.{p}") for p in ("p50", "p95", "p99"))
         assert 0 < p50 <= p95 <= p99, (path, p50, p95, p99)
@@ -118,6 +146,7 @@ async def test_bench_reports_every_figure_and_leaves_nothing_behind(
     # Progress goes to stderr, one line per phase.
     assert "raw publish and consume 300... publish" in ran.stderr
     assert "drain 300 with 1 x 100..." in ran.stderr
+    assert "ceiling: drain 300 with 1 x plain aiormq + Redis..." in ran.stderr
     await assert_nothing_left(amqp_url, redis_url, settings["exchange"])
 
 
@@ -143,8 +172,27 @@ async def test_bench_prints_a_table_without_json(amqp_url: str, redis_url: str) 
     ran = await bench(amqp_url, redis_url, "--tasks", "20")
 
     assert ran.returncode == 0, ran.stderr
-    for row in ("raw publish", "enqueue, sequential", "drain", "publish -> started", "RSS"):
+    for row in (
+        "raw publish", "one at a time", "ceiling drain", "enqueue, sequential", "drain vs ceiling",
+        "taskq delay()", "publish -> started", "RSS", "PSS of the worker's process tree",
+    ):  # fmt: skip
         assert row in ran.stdout
+
+
+async def test_the_plain_aio_pika_baseline_takes_the_first_of_a_list_of_nodes(
+    amqp_url: str, redis_url: str
+) -> None:
+    """``--broker`` with several URLs: taskq's side connects to the first node that
+    answers (as any app), the plain aio-pika baseline to the first URL."""
+    other = urlsplit(amqp_url)._replace(netloc=f"guest:s3cret-n0de@127.0.0.1:{closed_port()}")
+    config = BenchConfig(broker_url=f"{amqp_url};{urlunsplit(other)}", store_url=redis_url)
+    try:
+        rates = await measure_raw(config, 50)
+        assert rates.publish_per_s > 0 and rates.consume_per_s > 0
+    finally:
+        cleaner = AmqpBroker(config.broker_url, Topology(config.exchange))
+        await cleaner.destroy([RAW_TASK])
+    await assert_nothing_left(amqp_url, redis_url, config.exchange)
 
 
 async def test_an_unreachable_broker_is_one_line_and_exit_3(redis_url: str) -> None:

@@ -101,3 +101,56 @@ async def test_with_one_batch_in_flight_calls_asked_meanwhile_wait_and_go_togeth
     assert await first == [1, 2]
     assert await asyncio.gather(*later) == [3, 4, 5]
     assert batches == [[1, 2], [3, 4, 5]]
+
+
+async def test_an_eager_call_alone_runs_at_once_in_its_callers_task() -> None:
+    calls = Recorder()
+    coalesce: Coalescer[str, int, int] = Coalescer(calls.many, calls.one, eager=True)
+    caller = asyncio.current_task()
+    ran_in: list[asyncio.Task[object] | None] = []
+
+    async def one(key: str, item: int) -> int:
+        ran_in.append(asyncio.current_task())
+        return await calls.one(key, item)
+
+    coalesce._one = one
+    assert await coalesce("a", 1) == 10
+    assert await coalesce("a", 2) == 20  # one after the other: each at once, alone
+    assert ran_in == [caller, caller]
+    assert calls.ones == [("a", 1), ("a", 2)] and calls.batches == []
+
+
+async def test_eager_calls_made_while_one_runs_go_together_in_the_next_batch() -> None:
+    calls = Recorder()
+
+    async def many(key: str, items: list[int]) -> list[int]:
+        await asyncio.sleep(0)  # on its way, as a round trip is
+        return await calls.many(key, items)
+
+    coalesce: Coalescer[str, int, int] = Coalescer(many, eager=True)
+
+    answers = await asyncio.gather(*(coalesce("a", n) for n in range(5)))
+
+    assert answers == [0, 10, 20, 30, 40]
+    # The first found nothing pending nor running and ran at once, as a batch of one
+    # (no plain call given); the others, asked for while it ran, went as one batch.
+    assert calls.batches == [("a", [0]), ("a", [1, 2, 3, 4])]
+
+
+async def test_a_cancelled_eager_call_is_cancelled_and_the_next_runs_at_once() -> None:
+    started = asyncio.Event()
+
+    async def many(_: str, items: list[int]) -> list[int]:
+        started.set()
+        await asyncio.sleep(10)
+        return items
+
+    coalesce: Coalescer[str, int, int] = Coalescer(many, eager=True)
+    first = asyncio.ensure_future(coalesce("a", 1))
+    await started.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    fast: Coalescer[str, int, int] = coalesce
+    fast._many = Recorder().many
+    assert await fast("a", 2) == 20  # nothing left running: at once again

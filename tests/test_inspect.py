@@ -91,10 +91,14 @@ async def test_queues_shows_ready_messages_consumers_and_the_dead_letters_of_an_
         "unacked": None,  # no management plugin on this broker: a passive declare
         "consumers": 1,
         "declared": True,
+        "type": "quorum",  # as the app declares it; AMQP cannot tell where it lives
+        "leader": None,
+        "members": None,
     }
-    assert rows[dead]["task"] is None
+    assert (rows[dead]["task"], rows[dead]["type"]) == (None, "quorum")
     never_sent = rows[f"{exchange}.cli.fail"]
     assert (never_sent["declared"], never_sent["ready"], never_sent["consumers"]) == (False, 0, 0)
+    assert never_sent["type"] is None
 
 
 class _ManagementStub(BaseHTTPRequestHandler):
@@ -143,9 +147,27 @@ async def test_queues_without_an_app_lists_the_queues_bound_to_the_exchange_from
             {**queue, "destination": "someone-else.queue"},  # not named after our exchange
             {"destination_type": "exchange", "destination": "elsewhere"},
         ],
+        # As RabbitMQ 3.10.8's plugin answers for a three-node cluster (checked by hand
+        # on the fault suite's cluster): a quorum queue's leader and members, a classic
+        # queue's node.
         "/api/queues/%2F": [
-            {"name": add, "messages_ready": 5, "messages_unacknowledged": 3, "consumers": 2},
-            {"name": dead, "messages_ready": 1, "messages_unacknowledged": 0, "consumers": 0},
+            {
+                "name": add,
+                "messages_ready": 5,
+                "messages_unacknowledged": 3,
+                "consumers": 2,
+                "type": "quorum",
+                "leader": "rabbit-2@h2",
+                "members": ["rabbit-2@h2", "rabbit-3@h3", "rabbit-1@h1"],
+            },
+            {
+                "name": dead,
+                "messages_ready": 1,
+                "messages_unacknowledged": 0,
+                "consumers": 0,
+                "type": "classic",
+                "node": "rabbit-1@h1",
+            },
             {"name": "someone-else.queue", "messages_ready": 9},
         ],
     }
@@ -163,11 +185,27 @@ async def test_queues_without_an_app_lists_the_queues_bound_to_the_exchange_from
             "unacked": 3,
             "consumers": 2,
             "declared": True,
+            "type": "quorum",
+            "leader": "rabbit-2@h2",
+            "members": ["rabbit-2@h2", "rabbit-3@h3", "rabbit-1@h1"],
         },
-        {"name": dead, "task": None, "ready": 1, "unacked": 0, "consumers": 0, "declared": True},
+        {
+            "name": dead,
+            "task": None,
+            "ready": 1,
+            "unacked": 0,
+            "consumers": 0,
+            "declared": True,
+            "type": "classic",
+            "leader": "rabbit-1@h1",
+            "members": None,
+        },
     ]
     assert table.returncode == RET_OK, table.stderr
     assert table.lines[1].split() == [add, "5", "3", "2"]
+    # The plugin answers only the columns asked for.
+    asked = [path for path, _ in management.seen if path.startswith("/api/queues/")]
+    assert asked and all("type,leader,members,node" in path for path in asked)
     # the broker URL's credentials (guest:guest), as the plugin shares RabbitMQ's users
     guest = "Basic " + base64.b64encode(b"guest:guest").decode()
     assert {auth for _, auth in management.seen} == {guest}

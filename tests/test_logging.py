@@ -114,7 +114,7 @@ async def test_a_json_worker_logs_every_task_line_with_its_id_name_attempt_durat
     # Then every line is one JSON object
     lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
     started = next(line for line in lines if line["event"] == "worker started")
-    pid = int(started["worker"].split("-")[0])
+    pid = int(started["pid"])
     # and every task line says which task, which attempt, which process, how long
     task_lines = [line for line in lines if line["event"] in TASK_EVENTS]
     assert {line["event"] for line in task_lines} == TASK_EVENTS, task_lines

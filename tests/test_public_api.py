@@ -11,6 +11,9 @@ def test_the_public_names_are_exactly_these() -> None:
             "Reject",
             "Retry",
             "Worker",
+            "BroadcastHandle",
+            "Schedule",
+            "Scheduler",
             "ErrorInfo",
             "TaskHandle",
             "TaskState",
@@ -73,5 +76,9 @@ def test_task_states_are_the_documented_strings() -> None:
         "started_at",
         "finished_at",
         "cancel_requested",
+        "worker",
+        "args",
+        "kwargs",
+        "call_truncated",
     }
     assert set(taskq.ErrorInfo.model_fields) == {"type", "message", "traceback"}

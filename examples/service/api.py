@@ -26,13 +26,17 @@ from pydantic import BaseModel
 
 from examples.service.container import ServiceContainer
 from taskq import TaskQueue, TaskStatus, Worker
+from taskq.logconfig import configure_logging
 
 
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     # Built at startup, not at import: the settings are read when the server starts,
     # and the connections live exactly as long as the server. The internal worker
-    # stops (finishing what runs, for up to `grace`) before the apps close.
+    # stops (finishing what runs, for up to `grace`) before the apps close. Logging is
+    # the application's to configure (taskq logs nothing below WARNING otherwise): the
+    # internal worker's lines go to stderr, beside uvicorn's, as `taskq worker` logs.
+    configure_logging(level="info")
     container = ServiceContainer()
     async with container, Worker(container.internal, concurrency=8, grace=5.0):
         api.state.container = container

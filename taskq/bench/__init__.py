@@ -2,15 +2,18 @@
 
 Like RabbitMQ's PerfTest, against the broker and store it is given, on a fresh
 exchange (``taskq-bench-<random>``) that is deleted afterwards with every queue and
-status record of the run. The raw baseline (:mod:`.raw`) is the ceiling of the client
-stack on this machine; each taskq rate is reported with its ratio to it.
+status record of the run. The raw baseline (:mod:`.raw`, :mod:`.sequential`) is what
+the client stack does on this machine, and the ceiling (:mod:`.ceiling`) what a
+worker's unavoidable I/O allows; each taskq figure is reported with its ratio to them.
 
     taskq bench --tasks 20000 --processes 2 --json
 
 Modules: :mod:`.config` (flags and fixed shapes), :mod:`.runner` (the phases in
-order), :mod:`.raw`, :mod:`.enqueue`, :mod:`.drain`, :mod:`.latency` (the phases),
-:mod:`.records` (timings from the status store), :mod:`.procs` (worker processes and
-their RSS), :mod:`.tasks` (the workers' app), :mod:`.cleanup`, :mod:`.report`.
+order), :mod:`.raw`, :mod:`.enqueue`, :mod:`.drain`, :mod:`.latency`,
+:mod:`.sequential`, :mod:`.ceiling` (the phases; :mod:`.ceiling_consumer` is one
+ceiling process), :mod:`.records` (timings from the status store), :mod:`.procs`
+(the processes a run starts, their CPU and memory), :mod:`.tasks` (the workers'
+app), :mod:`.cleanup`, :mod:`.report`.
 """
 
 from taskq.bench.config import BenchConfig

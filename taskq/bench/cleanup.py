@@ -1,8 +1,9 @@
-"""Leaving the broker and Redis as the run found them.
+"""Leaving the broker and the store (Redis or PostgreSQL) as the run found them.
 
 Everything a run creates is named after its exchange (``taskq-bench-<random>``):
 the task and raw queues, the dead letters, any delay level (``AmqpBroker.destroy``)
-and the status records, whose Redis keys start with ``<exchange>:``.
+and the status records, whose Redis keys start with ``<exchange>:`` (PostgreSQL: the
+schema named after the exchange, dropped).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from taskq.brokers.amqp_errors import amqp_errors
 from taskq.brokers.amqp_options import connect_options
 from taskq.errors import StoreError
 from taskq.topology import Topology
-from taskq.urls import mask_url
+from taskq.urls import mask_url, scheme_of, split_urls
 
 
 async def purge_tasks(config: BenchConfig) -> None:
     """Empty the no-op task's queue: a phase's messages must not reach the drain."""
-    url = config.broker_url
+    url = split_urls(config.broker_url)[0]  # plain aio-pika: the first node of a list
     with amqp_errors(url):
         connection = await aio_pika.connect(url, timeout=10, **connect_options(url, None))
         async with connection:
@@ -45,6 +46,36 @@ async def delete_keys(store_url: str, prefix: str) -> int:
         await client.aclose()
 
 
+async def drop_schema(store_url: str, schema: str) -> None:
+    """Drop the PostgreSQL store's schema of the run, with every record in it."""
+    import asyncpg
+
+    from taskq.stores.postgres_connection import driver_options
+    from taskq.stores.postgres_schema import quote
+
+    dsn, timeout = driver_options(store_url)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout, statement_cache_size=0)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(
+            f"bench: cleaning PostgreSQL at {mask_url(store_url)} failed: {exc}"
+        ) from exc
+
+
+async def delete_records(store_url: str, exchange: str) -> None:
+    """The run's status records: its Redis keys, or its PostgreSQL schema."""
+    if scheme_of(store_url) in ("postgresql", "postgres"):
+        from taskq.stores.postgres_schema import schema_name
+
+        await drop_schema(store_url, schema_name(exchange))
+    else:
+        await delete_keys(store_url, exchange)
+
+
 async def remove_run(config: BenchConfig, app: TaskQueue) -> None:
     """Delete the run's queues, exchanges and records; closes ``app``."""
     try:
@@ -53,4 +84,4 @@ async def remove_run(config: BenchConfig, app: TaskQueue) -> None:
         try:
             await app.close()
         finally:
-            await delete_keys(config.store_url, config.exchange)
+            await delete_records(config.store_url, config.exchange)

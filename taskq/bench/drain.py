@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from taskq.app import TaskQueue
 from taskq.bench.config import NOOP_TASK
-from taskq.bench.procs import Workers
+from taskq.bench.procs import ProcessGroup
 from taskq.bench.records import wait_finished
 from taskq.bench.timing import per_second
 from taskq.errors import TaskqError
@@ -40,9 +40,10 @@ class Drained:
     worker_cpu_us: float | None
 
 
-async def drain(app: TaskQueue, ids: Sequence[str], workers: Workers) -> Drained:
-    """Tasks per second through ``workers`` for the tasks ``ids``, already queued, and
-    the workers' CPU per task (counted from when they all consume: not their start-up)."""
+async def drain(app: TaskQueue, ids: Sequence[str], workers: ProcessGroup) -> Drained:
+    """Tasks per second through ``workers`` (taskq's, or the ceiling's consumers) for the
+    tasks ``ids``, already queued, and their CPU per task (counted from when they all
+    consume: not their start-up)."""
     cpu_before = await _consuming(app, workers)
     since = utcnow()
     await _wait_queue_empty(app, workers)
@@ -67,7 +68,7 @@ async def drain(app: TaskQueue, ids: Sequence[str], workers: Workers) -> Drained
     return Drained(per_second(len(ids), (max(ends) - min(starts)).total_seconds()), cpu_us)
 
 
-async def _consuming(app: TaskQueue, workers: Workers) -> float | None:
+async def _consuming(app: TaskQueue, workers: ProcessGroup) -> float | None:
     """Wait until every worker process consumes; their CPU seconds at that moment
     (start-up, imports and connecting, left out)."""
     deadline = time.monotonic() + STALL_TIMEOUT
@@ -80,7 +81,7 @@ async def _consuming(app: TaskQueue, workers: Workers) -> float | None:
     return workers.cpu_seconds()
 
 
-async def _wait_queue_empty(app: TaskQueue, workers: Workers) -> None:
+async def _wait_queue_empty(app: TaskQueue, workers: ProcessGroup) -> None:
     ready, progress_at = -1, time.monotonic()
     while True:
         workers.check()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskq.bench.config import BULK_CHUNK, IN_FLIGHT
-from taskq.bench.timing import per_second, pipelined
+from taskq.bench.timing import p50_ms, per_second, pipelined
 from taskq.handle import TaskHandle
 from taskq.task import Task
 
@@ -29,14 +29,19 @@ class Enqueued:
 
     per_s: float
     ids: list[str]
+    #: One call's median time in ms, for the sequential phase (each call alone).
+    p50_ms: float | None = None
 
 
 async def enqueue_sequential(task: Task[Any, Any], payload: str, count: int) -> Enqueued:
     ids = []
+    took: list[float] = []
     started = time.perf_counter()
     for _ in range(count):
+        before = time.perf_counter()
         ids.append((await task.delay(payload)).id)
-    return Enqueued(per_second(count, time.perf_counter() - started), ids)
+        took.append(time.perf_counter() - before)
+    return Enqueued(per_second(count, time.perf_counter() - started), ids, p50_ms(took))
 
 
 async def enqueue_concurrent(task: Task[Any, Any], payload: str, count: int) -> Enqueued:

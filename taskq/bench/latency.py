@@ -9,7 +9,6 @@ this machine's clock.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskq.bench.records import wait_finished
+from taskq.bench.timing import paced
 from taskq.errors import TaskqError
 from taskq.handle import TaskHandle
 from taskq.stores import StatusStore
@@ -58,14 +58,13 @@ async def measure_latency(
     store: StatusStore,
     check: Callable[[], None],
 ) -> Latency:
-    published: list[float] = []
-    sends: list[asyncio.Task[TaskHandle]] = []
-    begin = time.monotonic()
-    for index in range(count):
-        await asyncio.sleep(max(0.0, begin + index / rate - time.monotonic()))
-        published.append(time.time())
-        sends.append(asyncio.create_task(task.delay(payload)))
-    handles = await asyncio.gather(*sends)
+    published = [0.0] * count
+
+    async def send(index: int) -> TaskHandle:
+        published[index] = time.time()
+        return await task.delay(payload)
+
+    handles = await paced(count, rate, send)
     records = await wait_finished(
         store, [h.id for h in handles], stall_timeout=STALL_TIMEOUT, check=check
     )

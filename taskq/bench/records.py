@@ -11,25 +11,25 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from taskq.bench.timing import pipelined
 from taskq.errors import TaskqError
 from taskq.status import TaskStatus
 from taskq.stores import StatusStore
 
-#: Records read at once: the Redis store's connection pool per process.
-READ_CONCURRENCY = 32
+#: Records read by one :meth:`~taskq.stores.base.StatusStore.get_many`.
+READ_CHUNK = 1000
 #: Seconds between two looks at the tasks not finished yet.
 POLL_INTERVAL = 0.1
 
 
 async def read_records(store: StatusStore, ids: Sequence[str]) -> list[TaskStatus | None]:
-    """The records of ``ids``, in order, read :data:`READ_CONCURRENCY` at a time."""
-    found: list[TaskStatus | None] = [None] * len(ids)
-
-    async def read(index: int) -> None:
-        found[index] = await store.get(ids[index])
-
-    await pipelined(len(ids), READ_CONCURRENCY, read)
+    """The records of ``ids``, in order, :data:`READ_CHUNK` at a time through
+    ``get_many`` (PostgreSQL: one query a chunk). Read by single gets, 32 at once, the
+    bench's own polling of 20,000 records every 0.1 s took PostgreSQL's CPU from the
+    workers it measured: a drain of 1,265/s against 3,891/s, and a latency p50 of 53 ms
+    against 7 ms, with the polling slowed to one get at a time."""
+    found: list[TaskStatus | None] = []
+    for start in range(0, len(ids), READ_CHUNK):
+        found.extend(await store.get_many(ids[start : start + READ_CHUNK]))
     return found
 
 

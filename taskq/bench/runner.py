@@ -3,15 +3,19 @@
 A round, on the run's fresh exchange:
 
 1. raw baseline: publish ``tasks`` messages, consume them (:mod:`.raw`), with plain
-   aio-pika on asyncio's own loop (:func:`raw_on_asyncio`);
-2. enqueue sequentially, concurrently, in bulk (:mod:`.enqueue`); the queue is
-   purged after each phase but the last, whose tasks stay for the drain;
-3. start the workers and time the drain of those tasks (:mod:`.drain`);
-4. with the workers still up, the latency at a light rate (:mod:`.latency`);
-5. read the workers' peak RSS, stop them.
+   aio-pika on asyncio's own loop;
+2. one send at a time (:mod:`.sequential`): taskq's ``delay()`` on the bench's loop
+   and on asyncio's own, plain aio-pika's publish on asyncio's own and on uvloop;
+3. enqueue concurrently, in bulk (:mod:`.enqueue`); the queue is purged after each
+   phase but the last, whose tasks stay for the drain;
+4. start the workers and time the drain of those tasks (:mod:`.drain`);
+5. with the workers still up, the latency at a light rate (:mod:`.latency`);
+6. read the workers' peak RSS and their tree's PSS (after 4 and 5), stop them;
+7. the ceiling (:mod:`.ceiling`): ``tasks`` more tasks queued, drained by plain
+   aiormq consumers that only do the I/O; with a Redis store only.
 
 Nothing runs alongside a measured phase but what it measures: the workers run only
-in 3 and 4, and the raw consumer is never running with them.
+in 4 and 5, the ceiling's consumers only in 7, and the raw consumer never with them.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ import asyncio
 from typing import Any
 
 from taskq.app import TaskQueue
+from taskq.bench.ceiling import CeilingConsumers, absent_reason
 from taskq.bench.cleanup import purge_tasks, remove_run
 from taskq.bench.config import IN_FLIGHT, LATENCY_RATE, NOOP_TASK, BenchConfig
-from taskq.bench.drain import drain
+from taskq.bench.drain import Drained, drain
 from taskq.bench.enqueue import enqueue_bulk, enqueue_concurrent, enqueue_sequential
 from taskq.bench.latency import measure_latency
 from taskq.bench.procs import Workers
-from taskq.bench.raw import RawRates, measure_raw
-from taskq.bench.report import Progress, Round, summary
+from taskq.bench.raw import measure_raw, measure_raw_latency
+from taskq.bench.report import Progress, Round, SequentialFigures, summary
+from taskq.bench.sequential import Sequential, on_asyncio, raw_sequential, taskq_sequential
 from taskq.bench.tasks import build_app
 from taskq.errors import TaskqError
+from taskq.stores.redis import RedisStore
+from taskq.task import Task
 
 
 async def run_bench(config: BenchConfig, progress: Progress) -> dict[str, Any]:
@@ -66,19 +74,9 @@ async def run_bench(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     return summary(config, rounds)
 
 
-async def raw_on_asyncio(config: BenchConfig, count: int) -> RawRates:
-    """The raw baseline as plain aio-pika runs in a user's program: on asyncio's own
-    event loop (``asyncio.run``), in a thread of its own while this loop (uvloop, as
-    ``taskq worker`` runs) waits. The baseline is the stack taskq starts from; uvloop is
-    one of the things taskq brings to it (issue 5 measured its targets that way).
-    If this run is interrupted, the thread's phase still finishes (it is bounded by the
-    raw phase's stall timeout) before the cleanup deletes its queue."""
-    running = asyncio.ensure_future(asyncio.to_thread(asyncio.run, measure_raw(config, count)))
-    try:
-        return await asyncio.shield(running)
-    except asyncio.CancelledError:
-        await asyncio.wait([running])
-        raise
+def on_uvloop() -> bool:
+    """Whether the running loop is uvloop's (the bench's, when uvloop is installed)."""
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
 async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> Round:
@@ -87,13 +85,12 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
     payload = config.payload
 
     progress.start(f"raw publish and consume {n:,}")
-    raw = await raw_on_asyncio(config, n)
+    # Plain aio-pika as it runs in a user's program, on asyncio's own loop: the stack
+    # taskq starts from; uvloop is one of the things taskq brings to it (issue 5).
+    raw = await on_asyncio(lambda: measure_raw(config, n))
     progress.done(f"publish {raw.publish_per_s:,.0f}/s, consume {raw.consume_per_s:,.0f}/s")
 
-    progress.start(f"enqueue sequential {config.sequential_tasks:,}")
-    sequential = await enqueue_sequential(task, payload, config.sequential_tasks)
-    progress.done(f"{sequential.per_s:,.0f}/s")
-    await purge_tasks(config)
+    sequential = await one_at_a_time(config, task, progress)
 
     progress.start(f"enqueue concurrent {n:,} ({IN_FLIGHT} in flight)")
     concurrent = await enqueue_concurrent(task, payload, n)
@@ -110,10 +107,8 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
     try:
         await workers.start()
         drained = await drain(app, queued.ids, workers)
-        cpu = (
-            "" if drained.worker_cpu_us is None else f", {drained.worker_cpu_us:,.0f} us CPU a task"
-        )
-        progress.done(f"{drained.per_s:,.0f}/s{cpu}")
+        pss = [workers.tree_pss_mib()]
+        progress.done(_drained(drained))
         progress.start(f"latency {config.latency_tasks} tasks at {LATENCY_RATE:g}/s")
         latency = await measure_latency(
             task, payload, config.latency_tasks, LATENCY_RATE, app.store, workers.check
@@ -122,15 +117,84 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
             f"p50 start {latency.start.p50:.1f} ms, succeeded {latency.succeeded.p50:.1f} ms"
         )
         rss = workers.peak_rss_mib()
+        pss.append(workers.tree_pss_mib())
+        # Its floor, with the workers up and idle as they were for taskq's.
+        progress.start(f"raw publish -> delivered, {config.latency_tasks} at {LATENCY_RATE:g}/s")
+        raw_latency = await measure_raw_latency(config, config.latency_tasks, LATENCY_RATE)
+        progress.done(f"p50 {raw_latency.p50:.1f} ms")
     finally:
         await workers.stop()
+    known = [size for size in pss if size is not None]
+
+    ceiling, absent = None, absent_reason(config)
+    if absent is None:
+        ceiling = await measure_ceiling(config, app, progress)
+    else:
+        progress.note(f"no ceiling: {absent}")
     return Round(
         raw=raw,
-        enqueue_sequential=sequential.per_s,
+        sequential=sequential,
         enqueue_concurrent=concurrent.per_s,
         enqueue_bulk=bulk.per_s,
-        drain=drained.per_s,
-        worker_cpu_us_per_task=drained.worker_cpu_us,
+        drain=drained,
         latency=latency,
+        raw_latency=raw_latency,
         worker_rss_mib=rss,
+        tree_pss_mib=max(known) if known else None,
+        ceiling=ceiling,
+        ceiling_absent=absent,
     )
+
+
+async def one_at_a_time(
+    config: BenchConfig, task: Task[Any, Any], progress: Progress
+) -> SequentialFigures:
+    """taskq's ``delay()`` and raw publishes one at a time, on each loop; the queues
+    are purged after each."""
+    count = config.sequential_tasks
+    progress.start(f"enqueue sequential {count:,}")
+    uvloop = await enqueue_sequential(task, config.payload, count)
+    await purge_tasks(config)
+    progress.done(f"{uvloop.per_s:,.0f}/s, p50 {uvloop.p50_ms} ms")
+
+    progress.start(f"enqueue sequential {count:,} on asyncio's loop")
+    own = await on_asyncio(lambda: taskq_sequential(config, count))
+    await purge_tasks(config)
+    progress.done(f"{own.per_s:,.0f}/s, p50 {own.p50_ms} ms")
+
+    progress.start(f"raw publish one at a time {count:,} on asyncio's loop")
+    raw = await on_asyncio(lambda: raw_sequential(config, count))
+    progress.done(f"{raw.per_s:,.0f}/s, p50 {raw.p50_ms} ms")
+    raw_uvloop = None
+    if on_uvloop():
+        progress.start(f"raw publish one at a time {count:,} on uvloop")
+        raw_uvloop = await raw_sequential(config, count)
+        progress.done(f"{raw_uvloop.per_s:,.0f}/s, p50 {raw_uvloop.p50_ms} ms")
+    return SequentialFigures(
+        taskq=Sequential(uvloop.per_s, uvloop.p50_ms),
+        taskq_asyncio=Sequential(own.per_s, own.p50_ms),
+        raw=raw,
+        raw_uvloop=raw_uvloop,
+    )
+
+
+async def measure_ceiling(config: BenchConfig, app: TaskQueue, progress: Progress) -> Drained:
+    """``tasks`` more no-op tasks queued (untimed), drained by the ceiling's consumers."""
+    n = config.tasks
+    progress.start(f"ceiling: drain {n:,} with {config.processes} x plain aiormq + Redis")
+    queued = await enqueue_bulk(app.tasks[NOOP_TASK], config.payload, n)
+    store = app.store
+    assert isinstance(store, RedisStore)  # absent_reason() said so
+    consumers = CeilingConsumers(config, prefix=store.prefix, ttl=store.ttl)
+    try:
+        await consumers.start()
+        drained = await drain(app, queued.ids, consumers)
+    finally:
+        await consumers.stop()
+    progress.done(_drained(drained))
+    return drained
+
+
+def _drained(drained: Drained) -> str:
+    cpu = "" if drained.worker_cpu_us is None else f", {drained.worker_cpu_us:,.0f} us CPU a task"
+    return f"{drained.per_s:,.0f}/s{cpu}"

@@ -14,7 +14,6 @@ declares it again after a reconnect under the same name, which RabbitMQ refuses 
 from __future__ import annotations
 
 import aio_pika
-import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -27,9 +26,10 @@ from aio_pika.abc import (
 )
 
 from taskq.brokers.base import Consumer, ControlHandler
+from taskq.logs import get_logger
 from taskq.topology import Topology
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Milliseconds a control message may wait in a worker's queue: a cancel older than
 #: this is about a task that has ended one way or another.

@@ -25,7 +25,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractQueue,
@@ -36,9 +35,10 @@ from aio_pika.abc import (
 )
 
 from taskq.brokers.amqp_declare import declare_queue
+from taskq.logs import get_logger
 from taskq.topology import DELAY_LEVELS, Topology, delay_pattern
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(eq=False)

@@ -40,7 +40,7 @@ _GONE = (amqp.AMQPConnectionError, amqp.ChannelInvalidStateError, OSError)
 #: A bare ``RuntimeError`` raised inside aio-pika or aiormq means the same: during a
 #: reconnect aiormq's ``channel()`` raises "<Connection ...> closed" and aio-pika's
 #: "Connection was not opened" (seen in the fault suite, cutting a publisher's
-#: connection); :func:`_driver_lost` tells it from anyone else's RuntimeError.
+#: connection); :func:`driver_lost` tells it from anyone else's RuntimeError.
 _LOST = (*_GONE, RuntimeError)
 _DRIVERS = ("aiormq.", "aio_pika.")
 
@@ -92,7 +92,7 @@ def amqp_errors(
             ) from exc
         raise BrokerConnectionError(f"RabbitMQ at {where} did not answer in time") from exc
     except _LOST as exc:
-        if not isinstance(exc, _GONE) and not _driver_lost(exc):
+        if not isinstance(exc, _GONE) and not driver_lost(exc):
             raise  # ours, or a RecursionError: not a connection matter
         if publishing:
             raise PublishError(
@@ -157,7 +157,7 @@ def _tls_hint(exc: ssl.SSLError) -> str:
     return ""
 
 
-def _driver_lost(exc: RuntimeError) -> bool:
+def driver_lost(exc: RuntimeError) -> bool:
     """A bare ``RuntimeError`` raised by the driver itself (its innermost frame is in
     aiormq or aio-pika): they raise no other kind for a connection that is closed or
     not yet re-opened."""

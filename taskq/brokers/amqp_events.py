@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
-import structlog
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
@@ -20,8 +19,9 @@ from aio_pika.abc import (
 
 from taskq.brokers.amqp import AmqpBroker
 from taskq.events import EVENTS_EXCHANGE, EventChannel, EventHandler, Subscription, TaskEvent
+from taskq.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _AmqpSubscription(Subscription):

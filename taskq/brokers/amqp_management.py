@@ -31,6 +31,9 @@ from taskq.urls import mask_url
 #: The management plugin's ports: HTTP beside amqp://, HTTPS beside amqps://.
 HTTP_PORT = 15672
 HTTPS_PORT = 15671
+#: The environment variable ``taskq queues`` and ``taskq dashboard`` read when
+#: ``--management-url`` is not given.
+MANAGEMENT_URL_ENV = "TASKQ_MANAGEMENT_URL"
 #: Seconds to wait for an answer: a closed port fails at once, a filtered one must not
 #: hold an operator's command for long.
 TIMEOUT = 3.0
@@ -76,10 +79,11 @@ class ManagementApi:
         return mask_url(self.base_url)
 
     def queues(self) -> dict[str, QueueInfo]:
-        """Every queue of the vhost, by name."""
+        """Every queue of the vhost, by name, with its type and where it lives: a
+        quorum queue's leader and members, a classic queue's node."""
         rows = self._get(
-            f"/api/queues/{self._vhost}"
-            "?columns=name,messages_ready,messages_unacknowledged,consumers"
+            f"/api/queues/{self._vhost}?columns=name,messages_ready,messages_unacknowledged,"
+            "consumers,type,leader,members,node"
         )
         return {
             row["name"]: QueueInfo(
@@ -87,6 +91,9 @@ class ManagementApi:
                 ready=int(row.get("messages_ready") or 0),
                 consumers=int(row.get("consumers") or 0),
                 unacked=int(row.get("messages_unacknowledged") or 0),
+                queue_type=row.get("type"),
+                leader=row.get("leader") or row.get("node"),
+                members=tuple(row["members"]) if isinstance(row.get("members"), list) else None,
             )
             for row in rows
         }

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import aiormq
@@ -36,6 +36,7 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from taskq.brokers.amqp_errors import publish_failure
+from taskq.brokers.base import Outgoing
 from taskq.message import CONTENT_TYPE
 
 #: An outcome per message: ``None`` when confirmed, else the (translated) error.
@@ -55,16 +56,24 @@ def message_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
-def task_properties(task_id: str, priority: int = 0) -> Basic.Properties:
+def task_properties(
+    task_id: str,
+    priority: int = 0,
+    headers: Mapping[str, str] | None = None,
+    given_id: str | None = None,
+) -> Basic.Properties:
     """A task message's properties: persistent JSON, the task id as ``correlation_id``,
     and a ``priority`` > 0 in AMQP's own property (0 sets none: the same frame as a
-    task without priorities)."""
+    task without priorities); ``headers`` when given (none: the same frame as before);
+    ``given_id`` as the message id (a message published again after a failover), else
+    a fresh one."""
     return Basic.Properties(
         content_type=CONTENT_TYPE,
         delivery_mode=_PERSISTENT,
         correlation_id=task_id,
-        message_id=message_id(),
+        message_id=given_id or message_id(),
         priority=priority or None,
+        headers=dict(headers) if headers else None,
     )
 
 
@@ -87,13 +96,14 @@ async def publish_window(
     channel: aiormq.Channel,
     exchange: str,
     routing_key: str,
-    items: Sequence[tuple[str, bytes]],
+    items: Sequence[Outgoing],
     *,
     timeout: float,
     priority: int = 0,
+    message_ids: Sequence[str] | None = None,
 ) -> list[Outcome]:
-    """Publish each ``(task_id, body)`` mandatory with ``routing_key`` (and
-    ``priority``), then await all
+    """Publish each ``(task_id, body[, headers])`` mandatory with ``routing_key`` (and
+    ``priority``; ``message_ids``: each one's, else a fresh one each), then await all
     their confirms within ``timeout`` seconds; the driver's outcome of each, in order
     (returns stay ``aiormq`` errors: see :func:`returned`; the caller translates).
 
@@ -102,7 +112,7 @@ async def publish_window(
     frames go out is every message's error.
     """
     try:
-        confirms = await _write(channel, exchange, routing_key, items, priority)
+        confirms = await _write(channel, exchange, routing_key, items, priority, message_ids)
     except Exception as exc:  # closed before anything was written
         return [exc] * len(items)
     try:
@@ -117,8 +127,9 @@ async def _write(
     channel: aiormq.Channel,
     exchange: str,
     routing_key: str,
-    items: Sequence[tuple[str, bytes]],
+    items: Sequence[Outgoing],
     priority: int,
+    message_ids: Sequence[str] | None = None,
 ) -> list[tuple[str, asyncio.Future[Any]]]:
     """Write the messages' frames, each with its confirm registered; each message's
     message id and confirm, in order. Everything is marshalled before the first delivery
@@ -129,8 +140,14 @@ async def _write(
     )
     size = channel.max_content_size
     marshalled: list[tuple[str, bytes]] = []
-    for task_id, body in items:
-        properties = task_properties(task_id, priority)
+    for index, item in enumerate(items):
+        body = item[1]
+        properties = task_properties(
+            item[0],
+            priority,
+            item[2] if len(item) == 3 else None,
+            message_ids[index] if message_ids is not None else None,
+        )
         header = ContentHeader(properties=properties, body_size=len(body))
         frames = [method, pamqp.frame.marshal(header, number)]
         frames += [

@@ -11,12 +11,31 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from taskq.brokers.inspection import DeadLetter, PrepareRequeue, QueueInfo
 from taskq.errors import PublishError
 from taskq.topology import QueueSpec, QueueType, Topology, delay_units
+
+if TYPE_CHECKING:
+    from taskq.brokers.amqp_management import ManagementApi
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+__all__ = [
+    "PUBLISH_WINDOW",
+    "Broker",
+    "Consumer",
+    "ControlHandler",
+    "DeadLetter",
+    "Delivery",
+    "DeliveryHandler",
+    "NONBLOCKING",
+    "Outgoing",
+    "PrepareRequeue",
+    "QueueInfo",
+    "nonblocking",
+]
 
 
 class Delivery(ABC):
@@ -82,6 +101,20 @@ class Delivery(ABC):
 #: prefetch of unsettled deliveries; it should hand the delivery on and return.
 DeliveryHandler = Callable[[Delivery], Awaitable[None]]
 
+#: The attribute :func:`nonblocking` sets.
+NONBLOCKING = "__taskq_nonblocking__"
+
+
+def nonblocking(handler: H) -> H:
+    """Mark a :data:`DeliveryHandler` that never waits: it hands the delivery on (a
+    ``put_nowait``) and returns without suspending. A broker may then await it right
+    where it reads the delivery instead of starting a task for each (the worker's
+    handler; RabbitMQ: ~10% of a worker's CPU per task, see
+    :func:`taskq.brokers.amqp_consumer.deliver_inline`); its calls do not overlap. Put
+    it on the function (a method's marker is read through its bound method)."""
+    setattr(handler, NONBLOCKING, True)
+    return handler
+
 
 class Consumer(ABC):
     """A running subscription of one worker to its task queues."""
@@ -101,45 +134,9 @@ class Consumer(ABC):
 ControlHandler = Callable[[bytes], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message in the dead-letter queue, as the broker holds it, with what an
-    operator asks of it read out (``taskq.brokers.dead`` says from where)."""
-
-    body: bytes
-    routing_key: str
-    reason: str
-    queue: str | None = None
-    correlation_id: str | None = None
-    message_id: str | None = None
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    #: The task's id; ``None`` when neither the body nor the properties hold one.
-    task_id: str | None = None
-    #: The task's name, which a requeue routes by; ``None`` when it cannot be told.
-    task: str | None = None
-    #: When it was dead-lettered (UTC), where the message says.
-    dead_at: datetime | None = None
-    #: The priority it was published with: a requeue publishes it with this again.
-    priority: int = 0
-
-
-#: Called before a dead letter is published again, with its task id and task name;
-#: returns the queue to publish it to. The app resets the task's status here.
-PrepareRequeue = Callable[[str, str], Awaitable[QueueSpec]]
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    """A queue's counts as the broker reports them at one moment."""
-
-    name: str
-    #: Messages waiting to be delivered.
-    ready: int
-    consumers: int
-    #: Messages delivered and not yet settled; ``None`` where the broker cannot tell
-    #: (an AMQP passive declare reports only ``ready`` and ``consumers``).
-    unacked: int | None = None
-
+#: A message for :meth:`Broker.publish_many`: ``(task_id, body)``, or with the headers to
+#: send it with, ``(task_id, body, headers)``.
+Outgoing = tuple[str, bytes] | tuple[str, bytes, Mapping[str, str]]
 
 #: The most messages :meth:`Broker.publish_many` has awaiting their confirm at once: a
 #: batch of any size is published in windows of this many, so memory stays bounded.
@@ -159,6 +156,12 @@ class Broker(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display_url} exchange={self.topology.exchange!r}>"
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time a lost connection of this broker is back (the
+        ``taskq_broker_reconnects_total`` metric). An in-process broker never loses
+        one: by default nothing is kept."""
+        del callback
 
     def quorum_priority_levels(self) -> int | None:
         """How many priority levels this broker's quorum queues have; ``None`` when they
@@ -203,9 +206,11 @@ class Broker(ABC):
         task_id: str,
         delay: float = 0.0,
         priority: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Publish a task message with routing key ``queue.task`` and return once the
-        broker confirmed it.
+        broker confirmed it. ``headers``: message headers to send with it (the trace
+        context of :mod:`taskq.tracing`); ``None`` sends none.
 
         ``delay`` > 0 seconds (rounded to :data:`~taskq.topology.DELAY_UNIT`): the
         message waits that long *in the broker* (nothing is held in this process, so
@@ -233,12 +238,13 @@ class Broker(ABC):
     async def publish_many(
         self,
         queue: QueueSpec,
-        messages: Sequence[tuple[str, bytes]],
+        messages: Sequence[Outgoing],
         *,
         delay: float = 0.0,
         priority: int = 0,
     ) -> list[BaseException | None]:
-        """Publish each ``(task_id, body)`` as :meth:`publish` does, with their confirms
+        """Publish each ``(task_id, body)`` (or ``(task_id, body, headers)``) as
+        :meth:`publish` does, with their confirms
         awaited together (pipelined: up to :data:`PUBLISH_WINDOW` in flight) instead of
         one confirm round trip each; return each message's outcome, in order: ``None``
         once confirmed, else its :class:`~taskq.errors.PublishError` (a failure of one
@@ -254,9 +260,20 @@ class Broker(ABC):
         does anyway; a broker with round trips overrides it."""
         delay_units(delay)  # refused before anything is published
         outcomes: list[BaseException | None] = []
-        for task_id, body in messages:
+        for message in messages:
+            task_id, body = message[0], message[1]
             try:
-                await self.publish(queue, body, task_id=task_id, delay=delay, priority=priority)
+                if len(message) == 3:
+                    await self.publish(
+                        queue,
+                        body,
+                        task_id=task_id,
+                        delay=delay,
+                        priority=priority,
+                        headers=message[2],
+                    )
+                else:  # as before headers existed: a publish overridden without them works
+                    await self.publish(queue, body, task_id=task_id, delay=delay, priority=priority)
             except PublishError as exc:
                 outcomes.append(exc)
             else:
@@ -292,6 +309,52 @@ class Broker(ABC):
         """Deliver every control message published from now on to ``handler``, through
         a queue of this worker's own (exclusive, auto-delete: it goes with the worker,
         and comes back with a reconnect), on the consuming connection."""
+
+    @abstractmethod
+    async def publish_broadcast(
+        self, task: str, body: bytes, *, task_id: str, required: bool = True
+    ) -> bool:
+        """Publish a call of broadcast task ``task`` to every worker consuming it now
+        (:meth:`consume_broadcast`), confirmed and mandatory like :meth:`publish`, with
+        the same properties; return whether it reached at least one worker's queue.
+        A worker that is not consuming at this moment never gets it. Reaching none
+        raises :class:`~taskq.errors.PublishError` unless ``required=False`` (then
+        ``False``). On AMQP: routing key ``task`` on the topic exchange, an
+        exchange-to-exchange binding to the fanout ``<exchange>.broadcast.<task>``
+        (declared first, once per connection), one queue per worker behind it."""
+
+    @abstractmethod
+    async def consume_broadcast(
+        self,
+        tasks: Sequence[str],
+        worker_id: str,
+        handler: DeliveryHandler,
+        *,
+        prefetch: int,
+    ) -> Consumer:
+        """Deliver every call of the broadcast ``tasks`` published from now on to
+        ``handler``, through a queue per task of this worker's own (exclusive,
+        auto-delete: it goes with the worker, so a worker that is down misses the
+        calls published meanwhile), settled like any delivery. Declares each task's
+        fanout exchange and its binding from the task exchange, again after a
+        reconnect (on AMQP: through a robust channel, on the consuming connection)."""
+
+    @abstractmethod
+    async def publish_scheduler_heartbeat(self, body: bytes) -> None:
+        """Put a scheduler's heartbeat into the scheduler queue (topology's
+        ``scheduler_queue``), where only the active scheduler receives it: not
+        persistent, dropped when no scheduler consumes. See :mod:`taskq.schedules.leader`."""
+
+    @abstractmethod
+    async def consume_scheduler(
+        self, handler: ControlHandler, *, lost: Callable[[], None] | None = None
+    ) -> Consumer:
+        """Join the schedulers' line on the scheduler queue: its messages go to one
+        consumer at a time (the oldest live one; RabbitMQ's single active consumer), so
+        ``handler`` is called only while this one is the active scheduler. Nothing says
+        when that starts: messages arrive. ``lost`` is called when this consumer lost
+        its place (its channel or connection closed); after a reconnect it queues again,
+        at the back of the line."""
 
     @abstractmethod
     async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:
@@ -333,6 +396,12 @@ class Broker(ABC):
     @abstractmethod
     async def dead_queue_info(self) -> QueueInfo | None:
         """The same of the dead-letter queue; ``None`` if it does not exist."""
+
+    def management_api(self, management_url: str | None = None) -> ManagementApi | None:
+        """The broker's management HTTP API (RabbitMQ's), which alone knows unacked
+        counts, at ``management_url`` or beside the broker; ``None`` for a broker that
+        has none (its :meth:`queue_info` then tells what it can)."""
+        return None
 
     @abstractmethod
     async def destroy(self, tasks: Iterable[str]) -> None:

@@ -22,10 +22,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from taskq.brokers.base import Broker, DeadLetter, PrepareRequeue
 from taskq.errors import ConfigurationError, MalformedMessage
+from taskq.logs import get_logger
 from taskq.message import TaskMessage
 from taskq.status import utcnow
 from taskq.topology import (
@@ -37,7 +36,7 @@ from taskq.topology import (
     check_name,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: RabbitMQ's record of the deaths of a message it dead-lettered itself, latest first.
 X_DEATH = "x-death"

@@ -23,31 +23,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import structlog
 
 from taskq.brokers.base import (
     Broker,
     Consumer,
-    ControlHandler,
     DeadLetter,
     Delivery,
     DeliveryHandler,
-    PrepareRequeue,
-    QueueInfo,
 )
 from taskq.brokers.dead import (
-    check_ids,
     dead_letter_headers,
     read_dead_letter,
-    republish,
-    selects,
 )
+from taskq.brokers.memory_broadcast import MemoryFanouts
+from taskq.brokers.memory_inspect import MemoryInspection
 from taskq.brokers.memory_queue import MemoryQueue, Message
+from taskq.brokers.memory_scheduler import SchedulerLine
+from taskq.brokers.memory_side_channels import MemoryControlConsumer, MemorySideChannels
 from taskq.errors import PublishError, QueueMismatch
+from taskq.logs import get_logger
 from taskq.topology import (
     DELAY_UNIT,
     QueueSpec,
@@ -58,7 +55,7 @@ from taskq.topology import (
 )
 from taskq.urls import MEMORY_URL
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Seconds before a delayed message that no queue took when it came due is tried
 #: again: RabbitMQ keeps such a message in its delay queue and retries after its dead
@@ -117,6 +114,8 @@ class MemoryConsumer(Consumer):
         #: Handler calls in flight, referenced so they are not garbage collected.
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        #: Called once its subscriptions are gone (a broadcast consumer's queues then go).
+        self.on_cancel: Callable[[], None] | None = None
 
     async def cancel(self) -> None:
         self._broker._cancel(self)
@@ -134,33 +133,7 @@ class MemoryConsumer(Consumer):
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-class MemoryControlConsumer(Consumer):
-    """A worker's control queue: gone once cancelled, as an auto-delete queue is."""
-
-    def __init__(self, broker: MemoryBroker, handler: ControlHandler) -> None:
-        self._broker = broker
-        self.handler = handler
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def cancel(self) -> None:
-        self._broker._control.discard(self)
-
-    async def close(self) -> None:
-        await self.cancel()
-
-    def deliver(self, body: bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self._handle(body))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _handle(self, body: bytes) -> None:
-        try:
-            await self.handler(body)
-        except Exception:
-            log.exception("control message handler failed")
-
-
-class MemoryBroker(Broker):
+class MemoryBroker(MemoryInspection, MemorySideChannels, Broker):
     """A :class:`Broker` in this process's memory. Its queues outlive :meth:`close`, like
     a server's outlive a client: only :meth:`destroy` removes them."""
 
@@ -179,6 +152,10 @@ class MemoryBroker(Broker):
         self._delayed: set[asyncio.TimerHandle] = set()
         #: Workers' control queues (the control exchange's bindings).
         self._control: set[MemoryControlConsumer] = set()
+        #: Broadcast tasks' fanouts and their worker queues.
+        self._fanouts = MemoryFanouts(self)
+        #: The scheduler queue and its consumers (taskq.brokers.memory_scheduler).
+        self._schedulers = SchedulerLine()
 
     async def connect(self) -> None:
         self._declare_topology()
@@ -193,6 +170,7 @@ class MemoryBroker(Broker):
         for consumer in list(self._consumers):
             await consumer.close()
         self._control.clear()
+        self._schedulers.close()
         self._declared.clear()
 
     # -- declarations -------------------------------------------------------------
@@ -221,17 +199,19 @@ class MemoryBroker(Broker):
         task_id: str,
         delay: float = 0.0,
         priority: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         units = delay_units(delay)  # a delay too long is refused before anything is sent
         await self.connect()
         if queue not in self._declared:
             self._declare(queue)
             self._declared.add(queue)
+        sent = dict(headers) if headers else {}
         if units:
             routing_key = delay_routing_key(units, queue.task)  # as RabbitMQ delivers it
-            self._hold(Message(body, routing_key, {}, task_id, uuid.uuid4().hex, priority), units)
+            self._hold(Message(body, routing_key, sent, task_id, uuid.uuid4().hex, priority), units)
             return
-        message = Message(body, queue.task, {}, task_id, uuid.uuid4().hex, priority)
+        message = Message(body, queue.task, sent, task_id, uuid.uuid4().hex, priority)
         if not self._route(message):
             # Unroutable: its queue went away behind our back. Declare it again, retry once.
             self._declare(queue)
@@ -351,6 +331,8 @@ class MemoryBroker(Broker):
         for subscription in consumer.subscriptions:
             if subscription in subscription.queue.subscriptions:
                 subscription.queue.subscriptions.remove(subscription)
+        if consumer.on_cancel is not None:
+            consumer.on_cancel()
 
     def _requeue_unsettled(self, consumer: MemoryConsumer) -> None:
         self._consumers.discard(consumer)
@@ -358,87 +340,6 @@ class MemoryBroker(Broker):
             subscription.queue.put_back(list(subscription.unsettled.values()))
             subscription.unsettled.clear()
             self._dispatch(subscription.queue)
-
-    # -- control messages -----------------------------------------------------------
-
-    async def publish_control(self, body: bytes) -> None:
-        await self.connect()
-        for consumer in list(self._control):
-            consumer.deliver(body)
-
-    async def consume_control(
-        self, worker_id: str, handler: ControlHandler
-    ) -> MemoryControlConsumer:
-        await self.connect()
-        consumer = MemoryControlConsumer(self, handler)
-        self._control.add(consumer)
-        return consumer
-
-    # -- inspection and cleanup ---------------------------------------------------
-
-    async def dead_letters(self, limit: int = 100, *, task: str | None = None) -> list[DeadLetter]:
-        chosen = [d for d in self._dead or () if selects(d, task=task, ids=frozenset())]
-        return chosen[:limit]
-
-    async def requeue_dead(
-        self,
-        *,
-        task: str | None = None,
-        ids: Sequence[str] = (),
-        prepare: PrepareRequeue | None = None,
-    ) -> list[DeadLetter]:
-        wanted = check_ids(ids)
-        dead = self._declare_topology()
-        requeued = []
-        for letter in [d for d in dead if selects(d, task=task, ids=wanted)]:
-            if letter in dead and await republish(self, letter, prepare):
-                if letter in dead:  # unless purged while it was being published
-                    dead.remove(letter)
-                requeued.append(letter)
-        return requeued
-
-    async def purge_dead(self) -> int:
-        dead = self._declare_topology()
-        count = len(dead)
-        dead.clear()
-        return count
-
-    async def queue_info(self, task: str) -> QueueInfo | None:
-        queue = self._queues.get(self.topology.queue_name(task))
-        if queue is None:
-            return None
-        # Counted over every open consumer: a cancelled one still holds its deliveries.
-        unacked = sum(
-            len(subscription.unsettled)
-            for consumer in self._consumers
-            for subscription in consumer.subscriptions
-            if subscription.queue is queue
-        )
-        return QueueInfo(
-            queue.name,
-            ready=len(queue.messages),
-            consumers=len(queue.subscriptions),
-            unacked=unacked,
-        )
-
-    async def dead_queue_info(self) -> QueueInfo | None:
-        if self._dead is None:
-            return None
-        # Dead letters are browsed, never held by a consumer: none is ever unacked.
-        return QueueInfo(self.topology.dead_queue, ready=len(self._dead), consumers=0, unacked=0)
-
-    async def destroy(self, tasks: Iterable[str]) -> None:
-        for consumer in list(self._consumers):
-            await consumer.close()
-        for task in tasks:
-            self._queues.pop(self.topology.queue_name(task), None)
-        self._dead = None
-        for queue in self._queues.values():
-            queue.binding_keys.clear()  # their exchange is gone, and its bindings with it
-        self._declared.clear()
-        for handle in self._delayed:  # and the delay queues with their messages
-            handle.cancel()
-        self._delayed.clear()
 
 
 def _inequivalence(name: str, *, received: dict[str, Any], current: MemoryQueue) -> str:

@@ -2,6 +2,7 @@
 status, operate the dead letters.
 
     taskq worker workers.emails:app --concurrency 16 --tasks 'emails.*'
+    taskq scheduler workers.reports:app  # send periodic tasks (--list: next ticks)
     taskq send emails.send --args '["0b6e6c1a-8d1e-4b7e-9f2a-8c3b1f1f3c11", "hi"]' --wait 10
     taskq status 6f1c2a0e-4b7d-4f55-9a43-2b1e0c9d8a77 --json
     taskq cancel 6f1c2a0e-4b7d-4f55-9a43-2b1e0c9d8a77
@@ -10,6 +11,9 @@ status, operate the dead letters.
     taskq dead purge
     taskq events 'failed.#' --json      # tail lifecycle events until Ctrl-C
     taskq bench --tasks 20000 --json    # throughput and latency next to plain aio-pika
+    taskq schema examples.app:app --task emails.send    # JSON Schema of its message
+    taskq dashboard examples.app:app --port 8080        # the web dashboard
+    taskq store migrate --app examples.app:app          # create/upgrade its PostgreSQL schema
 
 ``APP_PATH`` is ``package.module:attribute`` naming a :class:`~taskq.TaskQueue`; the
 current directory is put first on ``sys.path`` (as uvicorn does), so the app's own
@@ -28,7 +32,7 @@ Exit codes:
     5   RET_TIMEOUT    ``send --wait``: the task did not finish in time
     6   RET_NOT_FOUND  ``status``, ``cancel``: the store has no record of that id;
                        ``dead requeue``: an ID given has no dead letter to requeue (the
-                       others are requeued)
+                       others are requeued); ``schema --task``: no such task
     64  RET_USAGE      the command line itself is wrong (argparse's own usage errors)
 
 Errors are printed as one line on stderr (``taskq: error: ...``), with any password in
@@ -38,11 +42,23 @@ a URL masked; logs go to stderr too, the command's answer to stdout.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
-from taskq.cli import bench, cancel, config, dead, events, inspect, tasks, worker
+from taskq.cli import (
+    bench,
+    cancel,
+    config,
+    dashboard,
+    dead,
+    events,
+    inspect,
+    scheduler,
+    schema,
+    store,
+    tasks,
+    worker,
+)
 from taskq.cli.common import (
     RET_CONNECT,
     RET_ERROR,
@@ -53,12 +69,12 @@ from taskq.cli.common import (
     RET_OK,
     RET_TIMEOUT,
     RET_USAGE,
-    AppImportError,
     Parser,
     error,
+    guarded,
     load_app,
 )
-from taskq.errors import BrokerConnectionError, ConfigurationError, StoreError, TaskqError
+from taskq.errors import ConfigurationError
 from taskq.logconfig import LOG_FORMATS, LOG_LEVELS, configure_logging
 from taskq.settings import TaskqSettings
 
@@ -105,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     worker.register(commands, logging_options=logging_options)
+    scheduler.register(commands, logging_options=logging_options)
     tasks.register(commands, logging_options=logging_options, app_option=app_option)
     dead.register(commands, logging_options=logging_options, app_option=app_option)
     cancel.register(commands, logging_options=logging_options, app_option=app_option)
@@ -112,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.register(commands, logging_options=logging_options, app_option=app_option)
     config.register(commands, logging_options=logging_options)
     bench.register(commands, logging_options=logging_options)
+    schema.register(commands, logging_options=logging_options)
+    dashboard.register(commands, logging_options=logging_options)
+    store.register(commands, logging_options=logging_options, app_option=app_option)
     return parser
 
 
@@ -130,22 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt=logging_settings.log_format,
         # A worker's log shows the driver's reconnects; send and status answer in one
         # line, and the driver's own account of a failed connect would only repeat it.
-        drivers_level=level if args.run is worker.cmd_worker or level == "debug" else "critical",
+        drivers_level=level
+        if args.run in (worker.cmd_worker, scheduler.cmd_scheduler) or level == "debug"
+        else "critical",
     )
-    try:
-        code: int = args.run(args)
-        return code
-    except AppImportError as exc:
-        error(str(exc))
-        return RET_IMPORT
-    except (BrokerConnectionError, StoreError) as exc:
-        error(str(exc))
-        return RET_CONNECT
-    except TaskqError as exc:
-        error(str(exc))
-        return RET_ERROR
-    except KeyboardInterrupt:
-        return RET_INTERRUPTED
-    except BrokenPipeError:  # `taskq send ... | head -1`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return RET_OK
+    return guarded(lambda: args.run(args))

@@ -32,7 +32,9 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
         help=f"RabbitMQ (default: TASKQ_BROKER_URL, else {DEFAULT_BROKER})",
     )
     bench.add_argument(
-        "--store", metavar="URL", help=f"Redis (default: TASKQ_STORE_URL, else {DEFAULT_STORE})"
+        "--store",
+        metavar="URL",
+        help=f"Redis or PostgreSQL (default: TASKQ_STORE_URL, else {DEFAULT_STORE})",
     )
     bench.add_argument(
         "--tasks", type=positive_int, default=20_000, metavar="N", help="(default: 20000)"
@@ -72,7 +74,12 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
 def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(
         broker_url=_url(args.broker, "TASKQ_BROKER_URL", DEFAULT_BROKER, ("amqp", "amqps")),
-        store_url=_url(args.store, "TASKQ_STORE_URL", DEFAULT_STORE, ("redis", "rediss")),
+        store_url=_url(
+            args.store,
+            "TASKQ_STORE_URL",
+            DEFAULT_STORE,
+            ("redis", "rediss", "postgresql", "postgres"),
+        ),
         tasks=args.tasks,
         processes=args.processes,
         concurrency=args.concurrency,

@@ -50,6 +50,7 @@ def describe_task(app: TaskQueue, task: Task[Any, Any]) -> dict[str, Any]:
         # As declared on this broker: a priority task's quorum queue is classic where
         # quorum queues have no priorities (read while _connect_each was connected).
         "queue_type": app.broker.declared_queue_type(task.queue),
+        **(_broadcast_queue(app, task) if task.broadcast else {}),
         "async": task.is_async,
         "max_retries": retry.max_retries,
         "backoff": retry.backoff,
@@ -58,6 +59,14 @@ def describe_task(app: TaskQueue, task: Task[Any, Any]) -> dict[str, Any]:
         "timeout": task.timeout,
         "max_priority": task.max_priority,
         "prefetch": task.prefetch,
+    }
+
+
+def _broadcast_queue(app: TaskQueue, task: Task[Any, Any]) -> dict[str, Any]:
+    """A broadcast task has a queue per worker behind its fanout (taskq.broadcast)."""
+    return {
+        "queue": app.topology.broadcast_queue(task.name, "<worker id>"),
+        "queue_type": "broadcast",
     }
 
 

@@ -10,11 +10,11 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 from taskq.app import TaskQueue
-from taskq.errors import ConfigurationError, TaskqError
+from taskq.errors import BrokerConnectionError, ConfigurationError, StoreError, TaskqError
 
 RET_OK = 0
 RET_ERROR = 1
@@ -31,6 +31,27 @@ T = TypeVar("T")
 
 class AppImportError(TaskqError):
     """``APP_PATH`` does not lead to a TaskQueue."""
+
+
+def guarded(run: Callable[[], int]) -> int:
+    """``run()``'s exit code, or the code and one line on stderr for what it raised:
+    a command's, and a forked worker's (:mod:`taskq.zygote`), which has no ``main``."""
+    try:
+        return run()
+    except AppImportError as exc:
+        error(str(exc))
+        return RET_IMPORT
+    except (BrokerConnectionError, StoreError) as exc:
+        error(str(exc))
+        return RET_CONNECT
+    except TaskqError as exc:
+        error(str(exc))
+        return RET_ERROR
+    except KeyboardInterrupt:
+        return RET_INTERRUPTED
+    except BrokenPipeError:  # `taskq send ... | head -1`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return RET_OK
 
 
 # -- loading an app -----------------------------------------------------------------
@@ -95,7 +116,8 @@ def app_for(args: argparse.Namespace, *, need_broker: bool, need_store: bool) ->
     if need_store and isinstance(app.store, MemoryStore):
         raise ConfigurationError(
             "the status store is the embedded memory://, which no other process writes "
-            "to: set TASKQ_STORE_URL (e.g. redis://127.0.0.1:6379/0) or pass --app"
+            "to: set TASKQ_STORE_URL (e.g. redis://127.0.0.1:6379/0 or "
+            "postgresql://user@host:5432/db) or pass --app"
         )
     return app
 

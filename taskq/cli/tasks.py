@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from taskq.app import TaskQueue
+from taskq.broadcast import describe_workers
 from taskq.cli.common import (
     RET_FAILED,
     RET_NOT_FOUND,
@@ -118,26 +119,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     app = app_for(args, need_broker=False, need_store=True)
     if args.task_id is None:
         return _list(app, args)
-    status = asyncio.run(_get_status(app, args.task_id))
+    status, workers = asyncio.run(_get_status(app, args.task_id))
     if status is None:
         error(
             f"no task or workflow with id {args.task_id!r} in the status store "
             "(unknown, or expired)"
         )
         return RET_NOT_FOUND
-    if args.json:
+    if args.json and workers:  # a broadcast call: each worker's record too
+        data = status.model_dump(mode="json")
+        data["workers"] = {w: s.model_dump(mode="json") for w, s in workers.items()}
+        print(json.dumps(data, indent=2))
+    elif args.json:
         print(status.model_dump_json(indent=2))
+    elif isinstance(status, TaskStatus):
+        print("\n".join([describe(status), *describe_workers(workers)]))
     else:
-        print(describe(status) if isinstance(status, TaskStatus) else describe_workflow(status))
+        print(describe_workflow(status))
     return RET_OK
 
 
-async def _get_status(app: TaskQueue, task_id: str) -> TaskStatus | WorkflowStatus | None:
-    """The task's record, else the workflow's (state and tree) of that id."""
+async def _get_status(
+    app: TaskQueue, task_id: str
+) -> tuple[TaskStatus | WorkflowStatus | None, dict[str, TaskStatus]]:
+    """The task's record (with its workers' records if it is a broadcast call), else
+    the workflow's (state and tree) of that id."""
 
-    async def lookup() -> TaskStatus | WorkflowStatus | None:
+    async def lookup() -> tuple[TaskStatus | WorkflowStatus | None, dict[str, TaskStatus]]:
         status = await app.store.get(task_id)
-        return status if status is not None else await app.workflow(task_id).status()
+        if status is None:
+            return await app.workflow(task_id).status(), {}
+        return status, await app.store.worker_statuses(task_id)
 
     return await _from_store(app, lookup)
 

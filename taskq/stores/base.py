@@ -1,7 +1,9 @@
 """The status store contract: every task's state, attempts, result and error.
 
-Two implementations pass one contract suite (``tests/contract/test_store_contract.py``):
-:class:`~taskq.stores.memory.MemoryStore` and :class:`~taskq.stores.redis.RedisStore`.
+Every implementation passes one contract suite (``tests/contract/test_store_contract.py``
+and its siblings): :class:`~taskq.stores.memory.MemoryStore`,
+:class:`~taskq.stores.redis.RedisStore` (and its Sentinel form) and
+:class:`~taskq.stores.postgres.PostgresStore`.
 State changes are conditional writes that follow :data:`taskq.status.TRANSITIONS`,
 checked and applied atomically inside the store, so a late writer (a slow publisher's
 ``queued``, a second run's ``succeeded``) can never move a task backwards.
@@ -12,44 +14,46 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from taskq.coalesce import Coalescer
+from taskq.errors import StoreError
 from taskq.message import to_json
 from taskq.status import ErrorInfo, TaskState, TaskStatus
+from taskq.stores.broadcast_base import BroadcastRecords
+from taskq.stores.listing_base import TaskListing
+from taskq.stores.rate_base import StartLimits
+from taskq.stores.schedule_base import ScheduleRecords
 from taskq.stores.workflow_base import WorkflowRecords
+from taskq.stores.writes import NO_RESULT, Create, Move, Moved, Write, call_of
 
+__all__ = ["NO_RESULT", "Create", "Move", "Moved", "Write", "call_of"]  # re-exported
 
-class _NoResult:
-    def __repr__(self) -> str:
-        return "NO_RESULT"
-
-
-#: Default of ``result=``: leave the stored result as it is.
-NO_RESULT: Final[Any] = _NoResult()
 
 #: How long records live after their last write, by default: one day.
 DEFAULT_TTL = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
-class Write:
-    """One conditional write, as :meth:`StatusStore.transition` (or, with
-    ``only_if_absent``, :meth:`StatusStore.create`) would make it: the unit of
-    :meth:`StatusStore.write_many`."""
+class Migration:
+    """What :meth:`StatusStore.migrate` did: ``schema`` went from version ``before`` to
+    ``after`` (equal: it was up to date)."""
 
-    task_id: str
-    name: str
-    state: TaskState
-    only_if_absent: bool = False
-    result: Any = field(default=NO_RESULT)
-    error: ErrorInfo | None = None
+    schema: str
+    before: int
+    after: int
 
 
-class StatusStore(WorkflowRecords, ABC):
+class StatusStore(
+    WorkflowRecords, BroadcastRecords, StartLimits, ScheduleRecords, TaskListing, ABC
+):
     """Where the outcome of every task is kept, so that anyone holding a task id can
-    ask how it went. The workflow records (:class:`WorkflowRecords`) are part of it."""
+    ask how it went. The workflow records (:class:`WorkflowRecords`), the broadcast
+    calls' worker records (:class:`BroadcastRecords`), the rate limit schedules
+    (:class:`StartLimits`), the schedules' last ticks (:class:`ScheduleRecords`) and the
+    filtered listing of records (:class:`TaskListing`) are part of it."""
 
     #: Where the store lives, password masked: safe to log.
     display_url: str
@@ -57,9 +61,24 @@ class StatusStore(WorkflowRecords, ABC):
     def __init__(self, *, ttl: float | None = DEFAULT_TTL) -> None:
         #: Seconds a record lives after its last write; ``None`` keeps it forever.
         self.ttl = ttl
+        #: The polls of :meth:`wait` (see :meth:`_poll`).
+        self._polls: Coalescer[None, str, TaskStatus | None] = Coalescer(
+            lambda _, task_ids: self.get_many(task_ids),
+            lambda _, task_id: self.get(task_id),
+            in_flight=1,
+            eager=True,
+        )
+
+    #: Called with each error the store raises (``taskq_store_errors_total``).
+    _error_listeners: tuple[Callable[[StoreError], None], ...] = ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display_url}>"
+
+    def on_error(self, callback: Callable[[StoreError], None]) -> None:
+        """Call ``callback`` with every :class:`~taskq.errors.StoreError` this store
+        raises from a failed call (a metric's count); it must not raise."""
+        self._error_listeners = (*self._error_listeners, callback)
 
     @abstractmethod
     async def connect(self) -> None:
@@ -69,15 +88,42 @@ class StatusStore(WorkflowRecords, ABC):
     async def close(self) -> None:
         """Idempotent."""
 
+    async def migrate(self) -> Migration | None:
+        """Bring the store's schema to the version this taskq needs, ahead of any
+        connect (``taskq store migrate``); ``None`` for a store that has no schema
+        (memory, Redis)."""
+        return None
+
     @abstractmethod
     async def get(self, task_id: str) -> TaskStatus | None:
         """The task's record, or ``None`` if the store has none."""
 
-    async def create(self, task_id: str, name: str) -> bool:
+    def _poll(self, task_id: str) -> Awaitable[TaskStatus | None]:
+        """:meth:`get` for a poll of :meth:`wait`. The polls of concurrent waits (two
+        thousand ``result()`` calls gathered) go as one :meth:`get_many` per batch, one
+        batch at a time: one at a time, each poll held a pooled connection of its own,
+        and under load a poll waited out the pool's timeout (a ``StoreError`` from
+        ``result()``). A poll alone runs at once, a plain :meth:`get`."""
+        return self._polls(None, task_id)
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
+        """The records of ``task_ids``, in order (``None`` where the store has none):
+        what a poller of many tasks reads (``taskq bench`` waiting for a drain). This
+        default asks :meth:`get` for each, concurrently; a store whose gets are round
+        trips to a server that pays for each (PostgreSQL) reads them in one."""
+        return list(await asyncio.gather(*(self.get(task_id) for task_id in task_ids)))
+
+    async def create(self, task_id: str, name: str, call: str | None = None) -> bool:
         """Write a ``queued`` record if there is no record of ``task_id``; return whether
         it was written. Atomic: of concurrent creates of one id exactly one wins, which
-        makes an explicit task id an idempotency key."""
-        return await self._write(task_id, name, TaskState.QUEUED, only_if_absent=True) is not None
+        makes an explicit task id an idempotency key.
+
+        ``call``: the call's JSON (:mod:`taskq.call_record`), kept in the record. A
+        create refused because a worker's ``started`` of the same task landed first
+        (a generated id's record is written while its message is published) still
+        fills in the call of a record of that name that has none."""
+        written = await self._write(task_id, name, TaskState.QUEUED, only_if_absent=True, call=call)
+        return written is not None
 
     async def transition(
         self,
@@ -102,12 +148,19 @@ class StatusStore(WorkflowRecords, ABC):
         """
         return await self._write(task_id, name, state, result=result, error=error)
 
-    async def create_many(self, items: Sequence[tuple[str, str]]) -> list[bool]:
-        """:meth:`create` for each ``(task_id, name)``, in one round trip where the
-        store has round trips (``send_many``); whether each record was written, in
-        order."""
+    async def create_many(self, items: Sequence[Create]) -> list[bool]:
+        """:meth:`create` for each ``(task_id, name)`` or ``(task_id, name, call)``, in
+        one round trip where the store has round trips (``send_many``); whether each
+        record was written, in order."""
         writes = [
-            Write(task_id, name, TaskState.QUEUED, only_if_absent=True) for task_id, name in items
+            Write(
+                item[0],
+                item[1],
+                TaskState.QUEUED,
+                only_if_absent=True,
+                call=item[2] if len(item) == 3 else None,
+            )
+            for item in items
         ]
         return [status is not None for status in await self.write_many(writes)]
 
@@ -134,9 +187,17 @@ class StatusStore(WorkflowRecords, ABC):
                 only_if_absent=w.only_if_absent,
                 result=w.result,
                 error=w.error,
+                call=w.call,
             )
             for w in writes
         ]
+
+    async def move_many(self, writes: Sequence[Write]) -> Sequence[Moved | None]:
+        """:meth:`write_many` for a caller that reads only each record's state and
+        attempts (a worker's moves with no observer on): a store may answer without
+        building whole records (Redis: a record validated is ~3 µs of a worker's CPU,
+        twice a task). This default answers the records."""
+        return await self.write_many(writes)
 
     @abstractmethod
     async def _write(
@@ -148,10 +209,13 @@ class StatusStore(WorkflowRecords, ABC):
         only_if_absent: bool = False,
         result: Any = NO_RESULT,
         error: ErrorInfo | None = None,
+        call: str | None = None,
     ) -> TaskStatus | None:
         """The one conditional write behind :meth:`create` and :meth:`transition`:
         check the move (and, with ``only_if_absent``, that no record exists) and apply
-        it, atomically. Returns the record as written, or ``None`` if refused."""
+        it, atomically. Returns the record as written, or ``None`` if refused. ``call``
+        goes into a record it creates, or (a refused create) fills in the call of an
+        existing record of ``name`` that has none."""
 
     @abstractmethod
     async def cancel(self, task_id: str) -> TaskStatus | None:
@@ -181,7 +245,8 @@ class StatusStore(WorkflowRecords, ABC):
     async def reset(self, task_id: str, name: str) -> TaskStatus:
         """Put the task back to ``queued`` named ``name``, with no attempt, result,
         error, start or finish, whatever its state (creating the record if there is
-        none; ``created_at`` is kept), atomically; return the record.
+        none; ``created_at`` and the call's arguments are kept), atomically; return the
+        record.
 
         Not a move of :data:`~taskq.status.TRANSITIONS`, which never leaves a final
         state: an operator's decision to run a task again, taken just before its dead
@@ -205,7 +270,7 @@ class StatusStore(WorkflowRecords, ABC):
         deadline = time.monotonic() + timeout
         interval = 0.005
         while True:
-            status = await self.get(task_id)
+            status = await self._poll(task_id)
             if status is not None and status.finished:
                 return status
             left = deadline - time.monotonic()

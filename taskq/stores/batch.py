@@ -18,24 +18,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
 from taskq.coalesce import Coalescer
 from taskq.errors import StoreError
-from taskq.status import ErrorInfo, TaskState, TaskStatus
-from taskq.stores.base import NO_RESULT, StatusStore, Write
+from taskq.logs import get_logger
+from taskq.status import ErrorInfo, TaskState
+from taskq.stores.base import NO_RESULT, Moved, StatusStore, Write
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
-#: What a write comes back as from a batch: its record, or its own error.
-_Answer = TaskStatus | None | Exception
+#: What a write comes back as from a batch: its record (or with ``records=False`` its
+#: state and attempts), or its own error.
+_Answer = Moved | None | Exception
 
 
 class WriteBatcher:
-    """:meth:`transition` as the store has it, batched. One per worker (per event loop)."""
+    """:meth:`transition` as the store has it, batched. One per worker (per event loop).
 
-    def __init__(self, store: StatusStore) -> None:
+    ``records=False``: each answer is only what the worker reads of it, its state and
+    attempts (:meth:`StatusStore.move_many`), not the whole record."""
+
+    def __init__(self, store: StatusStore, *, records: bool = True) -> None:
         self.store = store
+        self._write_many = store.write_many if records else store.move_many
         self._writes: Coalescer[None, Write, _Answer] = Coalescer(
             self._many, self._one, in_flight=1
         )
@@ -48,7 +52,7 @@ class WriteBatcher:
         *,
         result: Any = NO_RESULT,
         error: ErrorInfo | None = None,
-    ) -> TaskStatus | None:
+    ) -> Moved | None:
         """As :meth:`StatusStore.transition`; raises what the store raised for its batch."""
         answer = await self._writes(None, Write(task_id, name, state, result=result, error=error))
         if isinstance(answer, Exception):
@@ -57,7 +61,7 @@ class WriteBatcher:
 
     async def _many(self, _: None, writes: list[Write]) -> list[_Answer]:
         try:
-            return list(await self.store.write_many(writes))
+            return list(await self._write_many(writes))
         except StoreError:
             raise  # every caller of the batch gets it
         except Exception:

@@ -15,9 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from taskq.call_record import NO_ARGUMENTS, Arguments, read_call
 from taskq.message import to_json
 from taskq.status import CANCELLABLE, ErrorInfo, TaskState, TaskStatus, can_move, utcnow
 from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore
+from taskq.stores.memory_broadcast import MemoryBroadcasts
+from taskq.stores.memory_listing import MemoryListing
+from taskq.stores.memory_rate import MemoryStartLimits
+from taskq.stores.memory_schedules import MemorySchedules
 from taskq.stores.memory_workflows import MemoryWorkflows
 from taskq.urls import MEMORY_URL
 
@@ -29,7 +34,14 @@ class _Record:
     expires_at: float | None
 
 
-class MemoryStore(MemoryWorkflows, StatusStore):
+class MemoryStore(
+    MemoryWorkflows,
+    MemoryBroadcasts,
+    MemoryStartLimits,
+    MemorySchedules,
+    MemoryListing,
+    StatusStore,
+):
     """Records in a dict. Safe to share between event loops and threads: the writes
     run under a lock and :meth:`wait` is woken through each waiter's own loop."""
 
@@ -116,18 +128,25 @@ class MemoryStore(MemoryWorkflows, StatusStore):
         only_if_absent: bool = False,
         result: Any = NO_RESULT,
         error: ErrorInfo | None = None,
+        call: str | None = None,
     ) -> TaskStatus | None:
         # Encode before taking the lock: a bad result must fail the call, not the record.
         decoded = NO_RESULT if result is NO_RESULT else _json_copy(result)
+        # Read back from its JSON, as the Redis store would give it back.
+        arguments = read_call(call)
         now = utcnow()
         with self._lock:
             current = self._read(task_id)
             if current is not None and only_if_absent:
+                if arguments != NO_ARGUMENTS and current.name == name and _no_call(current):
+                    self._keep(current.model_copy(update=arguments.as_fields()))
                 return None
             if not can_move(current.state if current else None, state):
                 return None
             if current is None:
-                current = TaskStatus(id=task_id, name=name, state=state, created_at=now)
+                current = TaskStatus(
+                    id=task_id, name=name, state=state, created_at=now, **arguments.as_fields()
+                )
             if current.cancel_requested and state in (TaskState.STARTED, TaskState.RETRYING):
                 state = TaskState.CANCELLED  # see StatusStore.transition
             changes: dict[str, Any] = {"state": state}
@@ -171,8 +190,17 @@ class MemoryStore(MemoryWorkflows, StatusStore):
         with self._lock:
             current = self._read(task_id)
             created_at = current.created_at if current is not None else None
+            kept = (
+                Arguments(current.args, current.kwargs, current.call_truncated)
+                if current is not None
+                else NO_ARGUMENTS
+            )
             status = TaskStatus(
-                id=task_id, name=name, state=TaskState.QUEUED, created_at=created_at or now
+                id=task_id,
+                name=name,
+                state=TaskState.QUEUED,
+                created_at=created_at or now,
+                **kept.as_fields(),
             )
             return self._keep(status)
 
@@ -213,6 +241,10 @@ class MemoryStore(MemoryWorkflows, StatusStore):
                 future.get_loop().call_soon_threadsafe(_resolve, future)
             except RuntimeError:  # that loop is closed: nobody is waiting there any more
                 pass
+
+
+def _no_call(status: TaskStatus) -> bool:
+    return status.args is None and status.call_truncated is None
 
 
 def _expired(record: _Record, now: float) -> bool:

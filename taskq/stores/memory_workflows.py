@@ -78,16 +78,14 @@ class MemoryWorkflows(WorkflowRecords):
             return replace(record, definition=None)
         return replace(record, definition=json.loads(json.dumps(record.definition)))
 
-    async def finish_workflow(
+    async def _finish_workflow(
         self,
         workflow_id: str,
         state: WorkflowState,
         *,
-        error: ErrorInfo | None = None,
-        failed_step: str | None = None,
+        error: ErrorInfo | None,
+        failed_step: str | None,
     ) -> bool:
-        if not state.finished:
-            raise ValueError(f"finish_workflow moves to a final state, not {state.value!r}")
         with self._wf.lock:
             record = self._wf_record(workflow_id)
             if record is None or record.state.finished:

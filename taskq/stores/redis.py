@@ -1,8 +1,10 @@
 """The status store on Redis: one HASH per task, changed only by Lua scripts.
 
 Key ``{prefix}:task:{task_id}``, fields ``state``, ``name``, ``attempts``,
-``created_at``, ``started_at``, ``finished_at`` (ISO-8601), ``result`` (JSON) and
-``error`` (JSON of :class:`~taskq.status.ErrorInfo``): plain enough for a reader in
+``created_at``, ``started_at``, ``finished_at`` (ISO-8601), ``result`` (JSON),
+``error`` (JSON of :class:`~taskq.status.ErrorInfo``) and ``call`` (JSON
+``{"args": [...], "kwargs": {...}}`` or ``{"truncated": true, "bytes": N}``, written
+by the publisher's create: :mod:`taskq.call_record`): plain enough for a reader in
 another language. Each write is one script call, so checking the current state and
 writing the new one is atomic across any number of processes.
 
@@ -16,24 +18,39 @@ transition table generated from :data:`taskq.status.TRANSITIONS`, never a copy b
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
-import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from taskq.errors import ConfigurationError, StoreError
-from taskq.message import to_json
-from taskq.status import CANCELLABLE, TRANSITIONS, ErrorInfo, TaskState, TaskStatus, utcnow
-from taskq.stores.base import DEFAULT_TTL, NO_RESULT, StatusStore, Write
+from taskq.logs import get_logger
+from taskq.status import ErrorInfo, TaskState, TaskStatus, utcnow
+from taskq.stores.base import (
+    DEFAULT_TTL,
+    NO_RESULT,
+    Create,
+    Move,
+    Moved,
+    StatusStore,
+    Write,
+    call_of,
+)
+from taskq.stores.redis_broadcast import RedisBroadcasts
+from taskq.stores.redis_listing import RedisListing
 from taskq.stores.redis_packing import use_hiredis_packing
+from taskq.stores.redis_rate import RedisStartLimits
+from taskq.stores.redis_records import Stamp, decode, micros, write_args
+from taskq.stores.redis_replicas import ReplicaWait
+from taskq.stores.redis_schedules import RedisSchedules
+from taskq.stores.redis_scripts import _CANCEL, _DISCARD, _RECENT, _RESET, _WRITE
+from taskq.stores.redis_wire import ScriptRunner
 from taskq.stores.redis_workflows import RedisWorkflows
 from taskq.urls import key_is_encrypted, mask_url, scrub, tls_options
 
@@ -47,152 +64,11 @@ OPERATION_TIMEOUT = 10.0
 #: Entries the recent-tasks index keeps (about 100 bytes each): ``recent()`` looks no
 #: further back than this many written tasks.
 RECENT_INDEX_SIZE = 100_000
+_INDEX_KEEP = str(RECENT_INDEX_SIZE)
 # Index entries one _RECENT call looks at: a few milliseconds of Redis's time.
 _RECENT_PAGE = 1000
 
-log = structlog.get_logger(__name__)
-
-
-def _lua_string(text: str) -> str:
-    # A JSON string literal of plain ASCII is a valid Lua string literal.
-    return json.dumps(text, ensure_ascii=True)
-
-
-def _lua_set(states: Iterable[TaskState]) -> str:
-    return "{" + ", ".join(f"[{_lua_string(s.value)}] = true" for s in sorted(states)) + "}"
-
-
-def _lua_transitions() -> str:
-    """``TRANSITIONS`` as a Lua table; ``''`` stands for "no record yet"."""
-    rows = (
-        f"[{_lua_string('' if current is None else current.value)}] = {_lua_set(allowed)}"
-        for current, allowed in TRANSITIONS.items()
-    )
-    return "{" + ", ".join(rows) + "}"
-
-
-# Indexes a record just written. KEYS[2]: the index; the last four ARGV: task id, score
-# (now in µs since the epoch), the score below which records have expired ('' when they
-# never do), entries to keep. Scores are computed in Python: Lua 5.1 prints numbers
-# this large with 14 digits.
-_INDEX = """
-local function index(idx, id, score, expired_before, keep)
-  redis.call('ZADD', idx, score, id)
-  if expired_before ~= '' then
-    redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. expired_before)
-  end
-  redis.call('ZREMRANGEBYRANK', idx, 0, -tonumber(keep) - 1)
-end
-"""
-
-# KEYS[1]: the record, KEYS[2]: the index. ARGV: target state, task name, now
-# (ISO-8601), ttl in ms ('' for none), '1' to write only if there is no record
-# (create), result JSON and error JSON ('' for "leave as it is"), then _INDEX's four.
-# Returns the record after the write (HGETALL), or false when the move is refused and
-# nothing was written.
-_WRITE = f"""{_INDEX}
-local ALLOWED = {_lua_transitions()}
-local FINAL = {_lua_set(s for s in TaskState if s.finished)}
-local key = KEYS[1]
-local to, name, now, ttl, only_new, result, err = unpack(ARGV, 1, 7)
-local current = redis.call('HGET', key, 'state') or ''
-if only_new == '1' and current ~= '' then return false end
-local allowed = ALLOWED[current]
-if not allowed or not allowed[to] then return false end
-if current == '' then
-  redis.call('HSET', key, 'name', name, 'attempts', 0, 'created_at', now)
-end
-if current == {_lua_string(TaskState.STARTED)} and
-   (to == {_lua_string(TaskState.STARTED)} or to == {_lua_string(TaskState.RETRYING)}) and
-   redis.call('HEXISTS', key, 'cancel_requested') == 1 then
-  to = {_lua_string(TaskState.CANCELLED)}
-end
-if to ~= {_lua_string(TaskState.STARTED)} then redis.call('HDEL', key, 'cancel_requested') end
-redis.call('HSET', key, 'state', to)
-if to == {_lua_string(TaskState.STARTED)} then
-  redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'started_at', now)
-end
-if result ~= '' then redis.call('HSET', key, 'result', result) end
-if to == {_lua_string(TaskState.SUCCEEDED)} then
-  redis.call('HDEL', key, 'error')
-elseif err ~= '' then
-  redis.call('HSET', key, 'error', err)
-end
-if FINAL[to] then redis.call('HSET', key, 'finished_at', now) end
-if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
-index(KEYS[2], unpack(ARGV, 8, 11))
-return redis.call('HGETALL', key)
-"""
-
-# KEYS[1]: the record, KEYS[2]: the index. ARGV: now (ISO-8601), ttl in ms ('' for
-# none), then _INDEX's four. StatusStore.cancel: queued / retrying -> cancelled, started
-# -> marked cancel_requested, anything else unchanged. Returns the record (HGETALL), or
-# false when there is none.
-_CANCEL = f"""{_INDEX}
-local key = KEYS[1]
-local now, ttl = unpack(ARGV, 1, 2)
-local current = redis.call('HGET', key, 'state')
-if not current then return false end
-local CANCELLABLE = {_lua_set(CANCELLABLE)}
-if CANCELLABLE[current] then
-  redis.call('HSET', key, 'state', {_lua_string(TaskState.CANCELLED)}, 'finished_at', now)
-elseif current == {_lua_string(TaskState.STARTED)} then
-  redis.call('HSET', key, 'cancel_requested', 1)
-else
-  return redis.call('HGETALL', key)
-end
-if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
-index(KEYS[2], unpack(ARGV, 3, 6))
-return redis.call('HGETALL', key)
-"""
-
-# KEYS[1]: the record, KEYS[2]: the index; ARGV[1]: the task id. Deletes the record
-# (and its index entry) only while queued with no attempt; returns 1 if it did.
-_DISCARD = f"""
-local key = KEYS[1]
-local fields = redis.call('HMGET', key, 'state', 'attempts')
-if fields[1] == {_lua_string(TaskState.QUEUED)} and (tonumber(fields[2]) or 0) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return redis.call('DEL', key)
-end
-return 0
-"""
-
-# KEYS[1]: the record, KEYS[2]: the index. ARGV: task name, now (ISO-8601), ttl in ms
-# ('' for none), then _INDEX's four. An operator's reset, not a move: whatever the
-# state, the record becomes a fresh `queued` one (created_at kept). Returns the record
-# (HGETALL).
-_RESET = f"""{_INDEX}
-local key = KEYS[1]
-local name, now, ttl = unpack(ARGV, 1, 3)
-local created = redis.call('HGET', key, 'created_at') or now
-redis.call('DEL', key)
-redis.call('HSET', key, 'state', {_lua_string(TaskState.QUEUED)}, 'name', name,
-           'attempts', 0, 'created_at', created)
-if ttl ~= '' then redis.call('PEXPIRE', key, ttl) end
-index(KEYS[2], unpack(ARGV, 4, 7))
-return redis.call('HGETALL', key)
-"""
-
-# KEYS[1]: the index. ARGV: first and last rank to look at (newest first), the record
-# keys' prefix, task name and state wanted ('' for any), matches wanted. Returns the
-# number of entries looked at and the matching task ids, newest first. Filtering here,
-# not in Python, reads a page in one round trip and sends back only the matches. It
-# reads records it cannot name in KEYS: fine on one Redis, as taskq's keys are.
-_RECENT = """
-local first, last, key_prefix, name, state, wanted = unpack(ARGV)
-local ids = redis.call('ZREVRANGE', KEYS[1], first, last)
-local found = {}
-for _, id in ipairs(ids) do
-  local fields = redis.call('HMGET', key_prefix .. id, 'name', 'state')
-  if fields[2] and (name == '' or fields[1] == name) and (state == '' or fields[2] == state) then
-    found[#found + 1] = id
-    if #found >= tonumber(wanted) then break end
-  end
-end
-return {#ids, found}
-"""
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -203,17 +79,30 @@ class _Connection:
     reset: AsyncScript
     recent: AsyncScript
     cancel: AsyncScript
+    #: The write script run straight on a pooled connection (taskq.stores.redis_wire).
+    writes: ScriptRunner
 
 
-class RedisStore(RedisWorkflows, StatusStore):
+class RedisStore(
+    RedisWorkflows, RedisBroadcasts, RedisStartLimits, RedisSchedules, RedisListing, StatusStore
+):
     """Task records in Redis (``redis://`` or ``rediss://``), shared by every process
     that points at the same server and ``prefix``."""
+
+    #: Replicas a write batch waits for when the URL does not say (``?wait_replicas=``).
+    DEFAULT_WAIT_REPLICAS = 0
+    #: Status writes go straight onto a pooled connection (taskq.stores.redis_wire),
+    #: past redis-py's pipeline; a batch with a ``WAIT`` and a subclass that relies on
+    #: redis-py's retry policy (Sentinel, following the master) take the pipeline.
+    RAW_WRITES = True
 
     def __init__(self, url: str, *, ttl: float | None = DEFAULT_TTL, prefix: str = "taskq") -> None:
         super().__init__(ttl=ttl)
         self.display_url = mask_url(url)
         self.prefix = prefix
         self._url = url
+        #: ``?wait_replicas=N``: how many replicas each batch of task writes waits for.
+        self.replicas = ReplicaWait.from_url(url, default=self.DEFAULT_WAIT_REPLICAS)
         # redis-py's own TLS options (rediss://host/0?ssl_ca_certs=...&ssl_certfile=...
         # &ssl_keyfile=...&ssl_password=...), checked here rather than at the first connect.
         given = tls_options(
@@ -236,20 +125,7 @@ class RedisStore(RedisWorkflows, StatusStore):
         if self._conn is not None:
             return
         try:
-            # A blocking pool: a burst of concurrent writes (thousands of tasks finishing
-            # at once) waits for a free connection instead of failing with "Too many
-            # connections", which the default pool raises at once. from_url keeps the
-            # URL's query options (TLS among them) for every connection it makes.
-            pool = BlockingConnectionPool.from_url(
-                self._url,
-                decode_responses=True,
-                max_connections=MAX_CONNECTIONS,
-                timeout=OPERATION_TIMEOUT,
-                socket_timeout=OPERATION_TIMEOUT,
-                socket_connect_timeout=OPERATION_TIMEOUT,
-            )
-            use_hiredis_packing(pool)
-            client = Redis.from_pool(pool)  # closing the client closes the pool
+            client = self._client()
         except ValueError as exc:
             raise ConfigurationError(
                 f"invalid store URL {self.display_url!r}: {self._scrub(str(exc))}"
@@ -266,8 +142,30 @@ class RedisStore(RedisWorkflows, StatusStore):
         write, discard, reset, recent, cancel = (
             client.register_script(s) for s in (_WRITE, _DISCARD, _RESET, _RECENT, _CANCEL)
         )
-        self._conn = _Connection(client, write, discard, reset, recent, cancel)
+        # The URL's socket_timeout, if it set one, bounds a batch of writes as a call.
+        pool = client.connection_pool
+        timeout = pool.connection_kwargs.get("socket_timeout") or OPERATION_TIMEOUT
+        writes = ScriptRunner(pool, _WRITE, write.sha, timeout=timeout)
+        self._conn = _Connection(client, write, discard, reset, recent, cancel, writes)
         log.debug("store connected", store=self.display_url)
+
+    def _client(self) -> Redis:
+        """A client of the server the URL names; a subclass finds its server otherwise
+        (:mod:`taskq.stores.redis_sentinel`)."""
+        # A blocking pool: a burst of concurrent writes (thousands of tasks finishing
+        # at once) waits for a free connection instead of failing with "Too many
+        # connections", which the default pool raises at once. from_url keeps the
+        # URL's query options (TLS among them) for every connection it makes.
+        pool = BlockingConnectionPool.from_url(
+            self.replicas.strip(self._url),
+            decode_responses=True,
+            max_connections=MAX_CONNECTIONS,
+            timeout=OPERATION_TIMEOUT,
+            socket_timeout=OPERATION_TIMEOUT,
+            socket_connect_timeout=OPERATION_TIMEOUT,
+        )
+        use_hiredis_packing(pool)
+        return Redis.from_pool(pool)  # closing the client closes the pool
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -281,6 +179,17 @@ class RedisStore(RedisWorkflows, StatusStore):
             # decode_responses=True: keys and values come back as str.
             fields = cast(dict[str, str], await self._connection.client.hgetall(self._key(task_id)))
         return self._decode(task_id, fields) if fields else None
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[TaskStatus | None]:
+        """One pipeline of ``HGETALL``: one round trip and one pooled connection."""
+        if not task_ids:
+            return []
+        with self._errors():
+            async with self._connection.client.pipeline(transaction=False) as pipe:
+                for task_id in task_ids:
+                    pipe.hgetall(self._key(task_id))
+                replies = cast(list[dict[str, str]], await pipe.execute())
+        return [self._decode(i, f) if f else None for i, f in zip(task_ids, replies, strict=True)]
 
     async def discard(self, task_id: str) -> bool:
         with self._errors():
@@ -348,41 +257,88 @@ class RedisStore(RedisWorkflows, StatusStore):
         only_if_absent: bool = False,
         result: Any = NO_RESULT,
         error: ErrorInfo | None = None,
+        call: str | None = None,
     ) -> TaskStatus | None:
-        write = Write(task_id, name, state, only_if_absent, result, error)
-        args = self._write_args(write, utcnow())
+        write = Write(task_id, name, state, only_if_absent, result, error, call)
+        if self.replicas.count and not only_if_absent:
+            return (await self.write_many([write]))[0]  # with its WAIT, in one pipeline
+        args = self._write_args(write, self._stamp(utcnow()), record=True)
         with self._errors():
-            reply = await self._connection.write(keys=self._keys(task_id), args=args)
+            if self.RAW_WRITES:
+                (reply,) = await self._connection.writes.run([(self._keys(task_id), args)])
+            else:
+                reply = await self._connection.write(keys=self._keys(task_id), args=args)
         return self._written(task_id, reply)
 
     async def write_many(self, writes: Sequence[Write]) -> list[TaskStatus | None]:
-        """One pipeline (no MULTI: each script is atomic on its own), one round trip."""
+        """One round trip of script calls (no MULTI: each script is atomic on its own).
+        With ``wait_replicas``, a batch holding a worker's moves ends with a ``WAIT``
+        in the same pipeline (see :mod:`taskq.stores.redis_replicas`)."""
+        replies = await self._write_replies(writes, records=True)
+        return [self._written(w.task_id, reply) for w, reply in zip(writes, replies, strict=True)]
+
+    async def move_many(self, writes: Sequence[Write]) -> list[Moved | None]:
+        """The script answers only the state and attempts of each record moved."""
+        replies = await self._write_replies(writes)
+        return [
+            None if not reply else self._moved(w.task_id, reply)
+            for w, reply in zip(writes, replies, strict=True)
+        ]
+
+    def _moved(self, task_id: str, reply: list[str | None]) -> Moved:
+        state, attempts = reply
+        try:
+            return Move(TaskState(state or ""), int(attempts or 0))
+        except ValueError as exc:
+            raise StoreError(
+                f"unreadable record of task {task_id} in {self.display_url}: {reply!r}"
+            ) from exc
+
+    async def create_many(self, items: Sequence[Create]) -> list[bool]:
+        """As the base class, without decoding the records created: a sender only needs
+        to know whether each was (decoding one cost ~10 µs, its call included)."""
+        writes = [
+            Write(item[0], item[1], TaskState.QUEUED, only_if_absent=True, call=call_of(item))
+            for item in items
+        ]
+        return [bool(reply) for reply in await self._write_replies(writes)]
+
+    async def create(self, task_id: str, name: str, call: str | None = None) -> bool:
+        return (await self.create_many([(task_id, name, call)]))[0]
+
+    async def _write_replies(self, writes: Sequence[Write], *, records: bool = False) -> list[Any]:
+        """The script's replies to ``writes``: whole records, or with ``records=False``
+        state and attempts (see :meth:`_write_args`)."""
         if not writes:
             return []
-        now = utcnow()
+        stamp = self._stamp(utcnow())
         # Encoded before anything is sent: a result JSON cannot carry fails the call.
-        calls = [(self._keys(w.task_id), self._write_args(w, now)) for w in writes]
+        calls = [
+            (self._keys(w.task_id), self._write_args(w, stamp, record=records)) for w in writes
+        ]
+        waits = self.replicas.applies_to(writes)
         conn = self._connection
+        if not waits and self.RAW_WRITES:
+            with self._errors():
+                return await conn.writes.run(calls)
         with self._errors():
             async with conn.client.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
                     await conn.write(keys=keys, args=args, client=pipe)
+                if waits:
+                    self.replicas.add_to(pipe)
                 replies = await pipe.execute()
-        return [self._written(w.task_id, reply) for w, reply in zip(writes, replies, strict=True)]
+        if waits and (shortfall := self.replicas.shortfall(replies.pop())) is not None:
+            raise self._failure(shortfall)
+        return list(replies)
 
-    def _write_args(self, write: Write, now: datetime) -> list[str]:
-        """_WRITE's ARGV for ``write`` at ``now``."""
-        result, error = write.result, write.error
-        return [
-            write.state.value,
-            write.name,
-            now.isoformat(),
-            self._ttl_ms(),
-            "1" if write.only_if_absent else "0",
-            "" if result is NO_RESULT else to_json(result, what="a task result").decode(),
-            "" if error is None else error.model_dump_json(),
-            *self._index_args(write.task_id, now),
-        ]
+    def _stamp(self, now: datetime) -> Stamp:
+        """The arguments a batch of writes at ``now`` share, made once per batch: now
+        (ISO-8601), ttl in ms, and _INDEX's score, expired-before and size to keep."""
+        return now.isoformat(), self._ttl_ms(), *self._scores(now), _INDEX_KEEP
+
+    #: _WRITE's ARGV for a write at a stamp (:func:`taskq.stores.redis_records.write_args`).
+    _write_args = staticmethod(write_args)
 
     def _written(self, task_id: str, reply: Any) -> TaskStatus | None:
         """A _WRITE reply: the record's HGETALL as a flat list, or nothing if refused."""
@@ -413,24 +369,16 @@ class RedisStore(RedisWorkflows, StatusStore):
 
     def _index_args(self, task_id: str, now: datetime) -> list[str]:
         """_INDEX's arguments for a write at ``now``: exact integers, as strings."""
-        score = _micros(now)
+        return [task_id, *self._scores(now), _INDEX_KEEP]
+
+    def _scores(self, now: datetime) -> tuple[str, str]:
+        """_INDEX's score of a write at ``now``, and below which entries expired ('')."""
+        score = micros(now)
         expired_before = "" if self.ttl is None else str(score - math.ceil(self.ttl * 1e6))
-        return [task_id, str(score), expired_before, str(RECENT_INDEX_SIZE)]
+        return str(score), expired_before
 
     def _decode(self, task_id: str, fields: dict[str, str]) -> TaskStatus:
-        try:
-            return TaskStatus.model_validate(
-                {
-                    **fields,
-                    "id": task_id,
-                    "result": json.loads(fields["result"]) if "result" in fields else None,
-                    "error": json.loads(fields["error"]) if "error" in fields else None,
-                }
-            )
-        except ValueError as exc:  # JSONDecodeError and ValidationError both are
-            raise StoreError(
-                f"unreadable record of task {task_id} in {self.display_url}: {exc}"
-            ) from exc
+        return decode(task_id, fields, self.display_url)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -438,18 +386,15 @@ class RedisStore(RedisWorkflows, StatusStore):
         try:
             yield
         except RedisError as exc:
-            reason = self._scrub(f"{type(exc).__name__}: {exc}")
-            raise StoreError(f"status store {self.display_url} failed: {reason}") from exc
+            raise self._failure(self._scrub(f"{type(exc).__name__}: {exc}")) from exc
+
+    def _failure(self, reason: str) -> StoreError:
+        """The error to raise for a failed call, its listeners told."""
+        error = StoreError(f"status store {self.display_url} failed: {reason}")
+        for listener in self._error_listeners:
+            listener(error)
+        return error
 
     def _scrub(self, text: str) -> str:
         """Drivers may echo the URL or its password; ours must not reach a message."""
         return scrub(text, self._url)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _micros(moment: datetime) -> int:
-    """Microseconds since the epoch, exactly (a float timestamp rounds them)."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

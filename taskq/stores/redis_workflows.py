@@ -128,16 +128,14 @@ class RedisWorkflows(WorkflowRecords):
         except ValueError as exc:
             raise StoreError(f"unreadable record of workflow {workflow_id}: {exc}") from exc
 
-    async def finish_workflow(
+    async def _finish_workflow(
         self,
         workflow_id: str,
         state: WorkflowState,
         *,
-        error: ErrorInfo | None = None,
-        failed_step: str | None = None,
+        error: ErrorInfo | None,
+        failed_step: str | None,
     ) -> bool:
-        if not state.finished:
-            raise ValueError(f"finish_workflow moves to a final state, not {state.value!r}")
         _, _, finish, _ = self._scripts()
         args = [
             state.value,

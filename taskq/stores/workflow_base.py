@@ -81,7 +81,6 @@ class WorkflowRecords(ABC):
         """The record, or ``None``; without ``definition`` the shape is not read (the
         state check a worker makes before it publishes a next step)."""
 
-    @abstractmethod
     async def finish_workflow(
         self,
         workflow_id: str,
@@ -93,6 +92,20 @@ class WorkflowRecords(ABC):
         """Move a ``running`` record to the final ``state`` (with the failed step's
         error and id); whether it moved. Atomic: the first final state wins, a missing
         or finished record is left as it is."""
+        if not state.finished:
+            raise ValueError(f"finish_workflow moves to a final state, not {state.value!r}")
+        return await self._finish_workflow(workflow_id, state, error=error, failed_step=failed_step)
+
+    @abstractmethod
+    async def _finish_workflow(
+        self,
+        workflow_id: str,
+        state: WorkflowState,
+        *,
+        error: ErrorInfo | None,
+        failed_step: str | None,
+    ) -> bool:
+        """:meth:`finish_workflow` in this store, ``state`` checked final."""
 
     @abstractmethod
     async def join_member(self, workflow_id: str, group: str, member: int, size: int) -> bool:

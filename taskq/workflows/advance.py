@@ -33,10 +33,9 @@ import asyncio
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from taskq.cancel import encode_cancel
 from taskq.errors import BrokerError, StoreError, UnknownTask
+from taskq.logs import get_logger
 from taskq.settle import Outcome, Settlement
 from taskq.status import ErrorInfo, TaskState, TaskStatus
 from taskq.stores.workflow_base import WorkflowState
@@ -217,6 +216,6 @@ async def cancel_steps(app: TaskQueue, workflow_id: str, root: Node, *, interrup
         try:
             await app.broker.publish_control(encode_cancel(task_id))
         except BrokerError as exc:  # the mark stays: it is not started again
-            structlog.get_logger("taskq.workflows").warning(
+            get_logger("taskq.workflows").warning(
                 "could not tell the workers to stop a step", task_id=task_id, error=str(exc)
             )

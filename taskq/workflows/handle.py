@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from taskq.broadcast import check_not_broadcast
 from taskq.errors import (
     ConfigurationError,
     ResultTimeout,
@@ -213,6 +214,7 @@ def _check(app: TaskQueue, root: Node, workflow_id: str) -> None:
     to_json(root, what="a workflow's arguments")
     for _, node in steps(root):
         check_name(node["task"], what="task name")
+        check_not_broadcast(app, node["task"], "a workflow step")
     for first in starts(root, (), NO_INPUT):
         task = app.tasks.get(first.node["task"])
         if task is not None:

@@ -16,9 +16,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from taskq.call_record import call_of
 from taskq.errors import MessageTooLarge, StoreError
+from taskq.logs import get_logger
 from taskq.message import TaskMessage
 from taskq.sending import create
 from taskq.status import TaskState
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from taskq.app import TaskQueue
     from taskq.topology import QueueSpec
 
-log = structlog.get_logger("taskq.workflows")
+log = get_logger("taskq.workflows")
 
 
 def queue_of(app: TaskQueue, name: str) -> QueueSpec:
@@ -53,10 +53,17 @@ async def publish_task(
     body = message.encode()
     if len(body) > app.max_message_size:
         raise MessageTooLarge(len(body), app.max_message_size, name)
-    countdown = (node.get("options") or {}).get("countdown") or 0.0
-    await app.broker.publish(queue_of(app, name), body, task_id=task_id, delay=float(countdown))
+    countdown = float((node.get("options") or {}).get("countdown") or 0.0)
+    tracing = app.tracing
+    if tracing is None:
+        await app.broker.publish(queue_of(app, name), body, task_id=task_id, delay=countdown)
+    else:  # a step's span: a child of the run (or the send) that publishes it
+        with tracing.sending(name, [task_id]) as headers:
+            await app.broker.publish(
+                queue_of(app, name), body, task_id=task_id, delay=countdown, headers=headers
+            )
     try:
-        await create(app, task_id, name)
+        await create(app, task_id, name, call_of(args, message.kwargs))
     except StoreError as exc:  # published: a worker creates the record when it starts it
         log.warning(
             "step published, its queued record not written", task_id=task_id, error=str(exc)

@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 from taskq import TaskQueue
 from taskq.errors import BrokerError
 from tests.deployment import environment
+from tests.faults.sentinel import store_client
 from tests.faults.servers import RabbitNode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,12 +155,13 @@ class Fleet:
         self.kills = 0
         self._files = ExitStack()
 
-    def start(self, *args: str, **extra_env: str) -> WorkerProc:
+    def start(self, *args: str, prefix: Sequence[str] = (), **extra_env: str) -> WorkerProc:
+        """A worker; ``prefix``: what runs it (``ip netns exec <host>``: tests/faults/netns.py)."""
         log = self.log_dir / f"{self.deployment.exchange}-worker-{len(self.procs)}.log"
         out: IO[bytes] = self._files.enter_context(log.open("wb"))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "taskq", "worker", self.app_path, "--log-format", "json",
-             *args],
+            [*prefix, sys.executable, "-m", "taskq", "worker", self.app_path, "--log-format",
+             "json", *args],
             cwd=ROOT,
             env=self.deployment.environment(**extra_env),
             stdin=subprocess.DEVNULL,
@@ -367,7 +369,7 @@ async def read_states(client: aioredis.Redis, exchange: str, ids: Sequence[str])
 
 async def count_states(deployment: Deployment, ids: Sequence[str], *states: bytes) -> int:
     """How many of ``ids`` are in one of ``states`` (as stored: ``b"started"``) now."""
-    client = aioredis.from_url(deployment.store_url)
+    client = store_client(deployment.store_url)
     try:
         found = await read_states(client, deployment.exchange, ids)
     finally:
@@ -408,7 +410,7 @@ class StateWatcher:
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _watch(self) -> None:
-        client = aioredis.from_url(self.store_url, socket_timeout=2, socket_connect_timeout=2)
+        client = store_client(self.store_url, socket_timeout=2, socket_connect_timeout=2)
         succeeded: set[str] = set()
         try:
             while True:
@@ -464,7 +466,7 @@ async def verdict(
 ) -> Verdict:
     """Wait (up to ``timeout``) until every id has a terminal state, then judge."""
     ids = list(ids)
-    store = aioredis.from_url(deployment.store_url)
+    store = store_client(deployment.store_url)
     counter = aioredis.from_url(deployment.counter_url)
     try:
         deadline = time.monotonic() + timeout

@@ -91,17 +91,56 @@ def sweep_leftovers() -> None:
         if _alive(owner):
             continue
         # The beam's command line names its home directory; redis-server retitles
-        # itself "redis-server 127.0.0.1:<port>".
+        # itself "redis-server 127.0.0.1:<port>". A cluster's nodes each have a
+        # directory of their own inside (tests/faults/cluster.py), and its epmd a pid.
+        for pid_file in (directory / "node.pid", *directory.glob("node*/node.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text())
+                if str(pid_file.parent).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError, ValueError):
-            pid = int((directory / "node.pid").read_text())
-            if str(directory).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
+            pid_text, port_text = (directory / "epmd.pid").read_text().split()
+            cmdline = Path(f"/proc/{int(pid_text)}/cmdline").read_bytes()
+            if b"epmd" in cmdline and f"\x00{int(port_text)}\x00".encode() in cmdline:
+                os.kill(int(pid_text), signal.SIGKILL)
         with contextlib.suppress(OSError, ValueError):
             pid = int((directory / "server.pid").read_text())
             port = int((directory / "port").read_text())
             if f"127.0.0.1:{port}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(directory, ignore_errors=True)
+    # Nodes whose directory is gone already (deleted under a node that outlived it).
+    kill_processes_naming(f"{tempfile.gettempdir()}/taskq-rabbit-", only_if_gone=True)
+
+
+def kill_processes_naming(path: str, *, only_if_gone: bool = False) -> int:
+    """SIGKILL every process whose command line names ``path`` (a private server's
+    directory; a beam names its home in it), or with ``only_if_gone`` every process
+    naming a directory under ``path`` that no longer exists: a node restarted by a
+    test whose pid file still named the old process outlived its clean-up once.
+    Returns how many were killed."""
+    killed = 0
+    needle = path.encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            words = (proc / "cmdline").read_bytes().split(b"\x00")
+        except OSError:
+            continue
+        named = [w for w in words if needle in w]
+        if not named:
+            continue
+        if only_if_gone:
+            start = named[0].index(needle)
+            # The directory right under ``path`` that the word names.
+            tail = named[0][start + len(needle) :].split(b"/")[0]
+            if Path(os.fsdecode(needle + tail)).exists():
+                continue
+        with contextlib.suppress(OSError):
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed += 1
+    return killed
 
 
 def _alive(pid: int) -> bool:
@@ -179,6 +218,9 @@ class RabbitNode(Managed):
         port: int | None = None,
         dist_port: int | None = None,
         base_dir: Path | None = None,
+        home: Path | None = None,
+        epmd_port: int | None = None,
+        ctl_ports: tuple[int, int] | None = None,
     ) -> None:
         server, ctl = _script("rabbitmq-server"), _script("rabbitmqctl")
         if server is None or ctl is None:
@@ -194,7 +236,12 @@ class RabbitNode(Managed):
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="taskq-rabbit-"))
         (self.base_dir / "owner.pid").write_text(str(os.getpid()))  # see sweep_leftovers
-        self.home = self.base_dir / "home"
+        #: Its ``HOME``, hence its Erlang cookie: a cluster's nodes share one.
+        self.home = home or self.base_dir / "home"
+        #: A private epmd's port (``ERL_EPMD_PORT``), else the machine's (4369).
+        self.epmd_port = epmd_port
+        #: The ports ``rabbitmqctl`` may take for its own node, (first, last).
+        self.ctl_ports = ctl_ports
         self.mnesia_base = self.base_dir / "mnesia"
         self.log_base = self.base_dir / "log"
         self.pid_file = self.base_dir / "node.pid"
@@ -236,6 +283,11 @@ class RabbitNode(Managed):
             ERL_EPMD_ADDRESS="127.0.0.1",
             ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
+        if self.epmd_port is not None:
+            env["ERL_EPMD_PORT"] = str(self.epmd_port)
+        if self.ctl_ports is not None:
+            env["RABBITMQ_CTL_DIST_PORT_MIN"] = str(self.ctl_ports[0])
+            env["RABBITMQ_CTL_DIST_PORT_MAX"] = str(self.ctl_ports[1])
         return env
 
     def _write_files(self) -> None:
@@ -424,7 +476,30 @@ class RedisServer(Managed):
             raise ServerError(f"{self} was closed")
         if self.running:
             raise ServerError(f"{self} is already running")
-        command = [
+        command = self.command()
+        with (self.dir / "redis.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                log_text = (self.dir / "redis.log").read_text(errors="replace")
+                self.kill()
+                raise ServerError(f"{self} did not start:\n{log_text[-2000:]}")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        """It accepts connections (one in a network namespace is asked otherwise)."""
+        return port_open(self.port)
+
+    def command(self) -> list[str]:
+        """The server's command line (a sentinel's differs: ``tests/faults/sentinel.py``)."""
+        return [
             self._binary,
             "--bind", "127.0.0.1",
             "--port", str(self.port),
@@ -435,21 +510,6 @@ class RedisServer(Managed):
             "--pidfile", str(self.dir / "server.pid"),
             *self.args,
         ]  # fmt: skip
-        with (self.dir / "redis.log").open("ab") as log:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                log_text = (self.dir / "redis.log").read_text(errors="replace")
-                self.kill()
-                raise ServerError(f"{self} did not start:\n{log_text[-2000:]}")
-            time.sleep(0.05)
 
     def stop(self, *, save: bool = True, timeout: float = 15.0) -> None:
         """``SHUTDOWN SAVE`` (or ``NOSAVE``): the server goes away (clients lose their

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import aio_pika
@@ -116,7 +117,9 @@ async def test_worker_connections_cut_mid_run_lose_nothing_and_workers_resume(
 
             async def run() -> tuple[Published, Verdict]:
                 published = await publish(app, ids, seconds=0.1)
-                done = await verdict(deployment, published.confirmed, fleet=fleet, timeout=120)
+                # 2,000 tasks take about 8 s here; a run that has not ended in 60 s is
+                # stuck, and fails with its open ids instead of at the test's timeout.
+                done = await verdict(deployment, published.confirmed, fleet=fleet, timeout=60)
                 return published, done
 
             running = asyncio.create_task(run())
@@ -128,6 +131,13 @@ async def test_worker_connections_cut_mid_run_lose_nothing_and_workers_resume(
 
         assert not published.failed
         assert figures.cuts >= 3, "the run ended before the workers were cut a few times"
+        if result.lost:  # what the workers said about their reconnects, for the report
+            said = Counter(
+                str(e.get("event"))
+                for e in fleet.events()
+                if "consum" in str(e.get("event")) or "onnect" in str(e.get("event"))
+            )
+            print(f"lost {len(result.lost)}; the workers said {dict(said)}")
         result.assert_promise(watcher.regressions)
         assert result.by_state() == {"succeeded": count}
         assert all(w.alive for w in workers), "a worker died instead of reconnecting"

@@ -101,8 +101,62 @@ async def test_queues_reads_ready_unacked_and_consumers_from_a_real_management_a
     assert "management API" not in stderr + bound_stderr
     assert list(of_app) == [f"{exchange}.{task}" for task in TASK_NAMES] + [dead]
     expected = {"name": add, "task": "cli.add", "ready": 2, "unacked": 1, "consumers": 1}
-    assert of_app[add] == {**expected, "declared": True}
+    # The node's management API says where each queue lives: a single node here.
+    where = {"type": "quorum", "leader": of_app[add]["leader"], "members": [of_app[add]["leader"]]}
+    assert of_app[add] == {**expected, **where, "declared": True}
+    assert str(of_app[add]["leader"]).startswith("taskq-fault-")
     assert of_app[dead]["task"] is None
     # and without APP_PATH, the one task queue bound to the exchange, then the dead letters
     assert list(of_exchange) == [add, dead]
     assert of_exchange[add] == of_app[add]
+
+
+@pytest.mark.timeout(60)
+async def test_the_dashboard_reads_unacked_counts_from_a_real_management_api(
+    management_node: tuple[RabbitNode, str], redis_url: str
+) -> None:
+    import httpx
+
+    from taskq.dashboard import create_app
+
+    node, management_url = management_node
+    exchange = f"taskq-mgmt-{uuid.uuid4().hex[:8]}"
+    add = f"{exchange}.cli.add"
+    app = TaskQueue(broker=node.amqp_url, store=redis_url, exchange=exchange)
+    app.task(name="cli.add")(_add)
+    await app.connect()
+    dashboard = create_app(app, poll_interval=0.2, management_url=management_url)
+    try:
+        # Given three tasks sent, one of them held unacked by a consumer
+        for n in range(3):
+            await app.send("cli.add", [n, n])
+        inbox = Inbox()
+        consumer = await app.broker.consume([QueueSpec("cli.add")], inbox, prefetch=1)
+        try:
+            await inbox.get()
+            transport = httpx.ASGITransport(app=dashboard)
+            async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+
+                async def row() -> dict[str, Any]:
+                    shown = (await client.get("/api/queues")).json()
+                    return next((q for q in shown["queues"] if q["queue"] == add), {})
+
+                # Then the page and /metrics show it, once the plugin's samples are in
+                found = await eventually(
+                    row,
+                    lambda r: (r.get("ready"), r.get("unacked"), r.get("consumers")) == (2, 1, 1),
+                    timeout=15,
+                )
+                assert found["task"] == "cli.add"
+                metrics = (await client.get("/metrics")).text
+                assert f'taskq_queue_unacked{{queue="{add}"}} 1' in metrics
+        finally:
+            await consumer.close()
+    finally:
+        await dashboard.state.live.stop()
+        await app.close()
+        await tear_down(node.amqp_url, redis_url, exchange, TASK_NAMES)
+
+
+async def _add(x: int, y: int) -> int:
+    return x + y
