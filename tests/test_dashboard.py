@@ -287,3 +287,30 @@ async def test_taskq_dashboard_serves_with_auth_from_the_environment_and_never_p
         _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
     assert "dashboard serving" in stderr and "pa55word" not in stderr
+
+
+async def test_the_live_loop_ends_even_when_a_poll_swallows_its_cancel() -> None:
+    """redis-py sends with ``asyncio.wait_for``, which on Python 3.11 returns the
+    send's result instead of raising when a cancel lands as the send completes (the
+    loop's cancel is then lost); stop() must still end the loop, not wait forever."""
+    from taskq.dashboard.live import Live
+
+    app = TaskQueue("memory://", store="memory://")
+    live = Live(app, poll_interval=0.01)
+    polls = 0
+    polling = asyncio.Event()
+
+    async def poll() -> None:  # what the race does: the cancel arrives, the call returns
+        nonlocal polls
+        polls += 1
+        polling.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return
+
+    live.poll = poll  # type: ignore[method-assign]
+    live.ensure_started()
+    await asyncio.wait_for(polling.wait(), 5)
+    await asyncio.wait_for(live.stop(), 5)
+    assert polls == 1

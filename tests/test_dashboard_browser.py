@@ -2,7 +2,7 @@
 Playwright, which never downloads a browser here), against RabbitMQ + Redis: send tasks
 and see the counts move, open a failed task, requeue a dead letter, cancel a delayed
 task; screenshots of each page under a temp folder (and, with
-``TASKQ_DASHBOARD_SCREENSHOTS=DIR``, into DIR: how docs/*.png are made)."""
+``TASKQ_DASHBOARD_SCREENSHOTS=DIR``, into DIR: how examples/dashboard/*.png are made)."""
 
 from __future__ import annotations
 

@@ -112,7 +112,10 @@ class Live:
                 log.debug("app closed with an error", error=repr(exc))
 
     async def _run(self) -> None:
-        while True:
+        # Not `while True`: redis-py sends with asyncio.wait_for, which on Python 3.11
+        # swallows a cancel landing as a send completes, and close() would wait forever.
+        me = asyncio.current_task()
+        while me is None or not me.cancelling():
             try:
                 await self.poll()
             except Exception:  # never let the loop die: the page says what is wrong
