@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from taskq.events import EMIT_TIMEOUT, TaskEvent
 from taskq.logs import get_logger
+from taskq.loops import cancel_requested
 from taskq.status import utcnow
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class WorkerHeartbeat:
             log.debug("heartbeat dropped", worker=self.worker_id, error=repr(exc))
 
     async def _loop(self) -> None:
-        while True:
+        while not cancel_requested():  # not `while True`: see cancel_requested
             await self._send("heartbeat")
             await asyncio.sleep(self.interval)
 

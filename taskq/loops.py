@@ -37,3 +37,15 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     event loop policy."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+def cancel_requested() -> bool:
+    """Whether the current task has been asked to stop.
+
+    A loop that runs until cancelled checks this as well as catching the cancel:
+    ``asyncio.wait_for`` (redis-py sends with it, aiormq waits with it) on Python 3.11
+    returns the inner result instead of raising when a cancel lands as the inner call
+    completes, and a ``while True`` loop would then run on and its stopper wait forever.
+    The request still shows in :meth:`asyncio.Task.cancelling`."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

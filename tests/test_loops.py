@@ -41,3 +41,58 @@ print(module, type(asyncio.get_event_loop_policy()).__module__)
     )
     last = ran.stdout.strip().splitlines()[-1]  # after structlog's default output
     assert last.split() == ["asyncio.unix_events", "asyncio.unix_events"]
+
+
+async def test_a_loop_on_cancel_requested_ends_when_a_call_swallows_its_cancel() -> None:
+    """What ``asyncio.wait_for`` does on 3.11 when a cancel lands as its inner call
+    completes: the call returns instead of raising. A ``while True`` loop would then
+    run on; one on :func:`loops.cancel_requested` ends at its next turn."""
+    turns = 0
+    inside = asyncio.Event()
+
+    async def swallowing_call() -> None:
+        inside.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return
+
+    async def loop() -> None:
+        nonlocal turns
+        while not loops.cancel_requested():
+            turns += 1
+            await swallowing_call()
+
+    task = asyncio.create_task(loop())
+    await asyncio.wait_for(inside.wait(), 5)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done == {task} and turns == 1
+    assert not loops.cancel_requested()  # this test's own task was never cancelled
+
+
+async def test_a_worker_heartbeat_stops_when_its_publish_swallows_the_cancel() -> None:
+    from taskq.heartbeat import WorkerHeartbeat
+
+    inside = asyncio.Event()
+    sends: list[str] = []
+
+    class Channel:
+        async def publish(self, event: object) -> None:
+            sends.append(event.task)  # type: ignore[attr-defined]
+            if event.task == "heartbeat":  # type: ignore[attr-defined]
+                inside.set()
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    return
+
+    class FakeEvents:
+        exchange = "loops-test"
+        channel = Channel()
+
+    beat = WorkerHeartbeat(FakeEvents(), "w-1", 4, lambda: 0, interval=0.01)  # type: ignore[arg-type]
+    beat._task = asyncio.create_task(beat._loop())
+    await asyncio.wait_for(inside.wait(), 5)
+    await asyncio.wait_for(beat.stop(), 5)
+    assert sends == ["heartbeat", "offline"]

@@ -22,6 +22,7 @@ from taskq.dashboard.series import RATE_OF, Health, Rates
 from taskq.events import Events, Subscription, TaskEvent
 from taskq.heartbeat import OFFLINE_AFTER, WORKER_STATE
 from taskq.logs import get_logger
+from taskq.loops import cancel_requested
 from taskq.schedules.presence import ACTIVE_AFTER, SCHEDULER_STATE
 from taskq.status import utcnow
 from taskq.stores.listing_base import TaskFilter
@@ -112,10 +113,7 @@ class Live:
                 log.debug("app closed with an error", error=repr(exc))
 
     async def _run(self) -> None:
-        # Not `while True`: redis-py sends with asyncio.wait_for, which on Python 3.11
-        # swallows a cancel landing as a send completes, and close() would wait forever.
-        me = asyncio.current_task()
-        while me is None or not me.cancelling():
+        while not cancel_requested():  # not `while True`: see cancel_requested
             try:
                 await self.poll()
             except Exception:  # never let the loop die: the page says what is wrong

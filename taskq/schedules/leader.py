@@ -31,6 +31,7 @@ from collections.abc import Callable
 from taskq.brokers.base import Broker, Consumer
 from taskq.errors import TaskqError
 from taskq.logs import get_logger
+from taskq.loops import cancel_requested
 from taskq.status import utcnow
 
 log = get_logger(__name__)
@@ -100,7 +101,7 @@ class Leadership:
 
     async def _beat(self) -> None:
         body = {"scheduler": self.scheduler_id, "pid": os.getpid()}
-        while True:
+        while not cancel_requested():  # not `while True`: see cancel_requested
             try:
                 message = json.dumps({**body, "at": utcnow().isoformat()}).encode()
                 await self.broker.publish_scheduler_heartbeat(message)

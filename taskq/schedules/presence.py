@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from taskq.events import EMIT_TIMEOUT, TaskEvent
 from taskq.logs import get_logger
+from taskq.loops import cancel_requested
 from taskq.status import utcnow
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class SchedulerPresence:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         last_sent = 0.0
-        while True:
+        while not cancel_requested():  # not `while True`: see cancel_requested
             active = self.scheduler.active
             if active and (not self.announced or loop.time() - last_sent >= self.interval):
                 await self._send("active")
