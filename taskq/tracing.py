@@ -88,11 +88,18 @@ def instrument(app: TaskQueue, tracer_provider: TracerProvider | None = None) ->
     return app.tracing
 
 
+#: The entry point name of ``opentelemetry-exporter-otlp-proto-http``'s span exporter.
+HTTP_OTLP = "otlp_proto_http"
+
+
 def setup_sdk() -> None:
     """Set the OpenTelemetry SDK up as the global tracer provider, from the standard
     ``OTEL_*`` variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
     ``OTEL_TRACES_EXPORTER``: ``otlp`` by default, ``console``, or ``none``), as
-    ``opentelemetry-instrument`` does. For ``taskq worker --otel``."""
+    ``opentelemetry-instrument`` does. For ``taskq worker --otel``. ``otlp`` is the
+    exporter registered under that name (the grpc one, from
+    ``opentelemetry-exporter-otlp``) if installed, else OTLP over HTTP, which
+    ``taskq[otel]`` installs so that ``--otel`` works with no variable set."""
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -109,6 +116,8 @@ def setup_sdk() -> None:
         from opentelemetry.util._importlib_metadata import entry_points
 
         found = list(entry_points(group="opentelemetry_traces_exporter", name=name))
+        if not found and name == "otlp":  # `otlp` is grpc's name; taskq[otel] brings http's
+            found = list(entry_points(group="opentelemetry_traces_exporter", name=HTTP_OTLP))
         if not found:
             from taskq.errors import ConfigurationError
 

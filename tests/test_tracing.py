@@ -6,9 +6,11 @@ in-memory exporter (a worker subprocess prints its own with the console exporter
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -235,6 +237,60 @@ async def test_a_worker_process_with_otel_runs_the_task_in_a_child_of_the_sender
     assert process["parent_id"] == f"0x{send.context.span_id:016x}"
     assert process["attributes"]["taskq.task.id"] == handle.id
     assert process["resource"]["attributes"]["service.name"] == "worker"
+
+
+class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
+    """A collector's OTLP/HTTP traces endpoint: keeps what it is sent."""
+
+    bodies: list[tuple[str, str, bytes]]
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self.bodies.append((self.path, self.headers.get("Content-Type", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def test_taskq_otel_from_the_environment_exports_over_otlp_with_no_otel_variable_set(
+    client: TaskQueue, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``TASKQ_OTEL=1`` as the flag's twin, and ``OTEL_TRACES_EXPORTER`` unset: its
+    default, otlp, is served by the OTLP/HTTP exporter ``taskq[otel]`` installs."""
+    bodies: list[tuple[str, str, bytes]] = []
+    handler = type("Receiver", (_OtlpReceiver,), {"bodies": bodies})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    worker_env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+    worker_env |= {
+        "TASKQ_OTEL": "1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+    }
+    try:
+        with (tmp_path / "worker.log").open("wb") as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "taskq", "worker", "tests.supervisor_app:app",
+                cwd=ROOT, env=worker_env, stdout=stderr, stderr=stderr,
+            )  # fmt: skip
+        try:
+            handle = await client.send("sup.touch", args=[uuid.uuid4().hex, 0])
+            await handle.result(timeout=30)
+        finally:
+            proc.send_signal(signal.SIGTERM)  # the SDK's batch is flushed at the stop
+            assert await asyncio.wait_for(proc.wait(), 30) == 0, (
+                tmp_path / "worker.log"
+            ).read_text()
+    finally:
+        server.shutdown()
+        server.server_close()
+    sent = [body for path, kind, body in bodies if path == "/v1/traces"]
+    assert sent and all(kind == "application/x-protobuf" for _, kind, _ in bodies)
+    assert any(b"process sup.touch" in body and handle.id.encode() in body for body in sent)
 
 
 def _json_objects(text: str) -> list[dict[str, Any]]:
