@@ -153,8 +153,11 @@ async def test_bench_reports_every_figure_and_leaves_nothing_behind(
 async def test_bench_with_two_worker_processes_echoes_its_flags(
     amqp_url: str, redis_url: str
 ) -> None:
+    # Given a list of nodes (the second one down), as `--broker` accepts: every phase,
+    # the plain ones (raw, one at a time, the ceiling's consumers) on the first URL.
+    other = urlsplit(amqp_url)._replace(netloc=f"guest:s3cret-n0de@127.0.0.1:{closed_port()}")
     ran = await bench(
-        amqp_url, redis_url,
+        f"{amqp_url};{urlunsplit(other)}", redis_url,
         "--tasks", "200", "--processes", "2", "--concurrency", "20", "--payload-bytes", "50",
         "--json",
     )  # fmt: skip
@@ -165,6 +168,7 @@ async def test_bench_with_two_worker_processes_echoes_its_flags(
     settings = result["settings"]
     assert (settings["processes"], settings["concurrency"], settings["prefetch"]) == (2, 20, 20)
     assert settings["payload_bytes"] == 50
+    assert "s3cret-n0de" not in ran.stdout + ran.stderr
     await assert_nothing_left(amqp_url, redis_url, settings["exchange"])
 
 

@@ -44,6 +44,7 @@ from taskq.stores.redis import OPERATION_TIMEOUT, RedisStore
 from taskq.stores.redis_packing import use_hiredis_packing
 from taskq.stores.redis_scripts import _WRITE
 from taskq.stores.redis_wire import ScriptRunner
+from taskq.urls import split_urls
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class CeilingConsumer:
         pool = ConnectionPool.from_url(self.args.store_url)
         use_hiredis_packing(pool)
         redis = Redis.from_pool(pool)
-        connection = await aiormq.connect(self.args.broker_url)
+        connection = await aiormq.connect(split_urls(self.args.broker_url)[0])  # as raw's
         try:
             sha = await redis.script_load(_WRITE)
             channel = await connection.channel()

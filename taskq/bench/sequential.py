@@ -25,6 +25,7 @@ from taskq.bench.tasks import build_app
 from taskq.bench.timing import p50_ms, per_second
 from taskq.brokers.amqp_errors import amqp_errors
 from taskq.brokers.amqp_options import connect_options
+from taskq.urls import split_urls
 
 T = TypeVar("T")
 
@@ -52,7 +53,7 @@ async def raw_sequential(config: BenchConfig, count: int) -> Sequential:
     """``count`` raw publishes (:func:`~taskq.bench.raw.publish_raw`), each awaited
     before the next; the raw queue is purged afterwards."""
     body = raw_body(config)
-    url = config.broker_url
+    url = split_urls(config.broker_url)[0]  # plain aio-pika: the first node of a list
     with amqp_errors(url):
         connection = await aio_pika.connect(url, timeout=10, **connect_options(url, None))
     try:
