@@ -14,10 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from taskq import TaskQueue
+from taskq.brokers import amqp_management
 from taskq.dashboard import create_app
+from tests.broker_nodes import closed_port
 from tests.conftest import remove_app
 from tests.helpers import eventually
 from tests.test_inspect import management
@@ -105,9 +108,39 @@ async def test_unacked_counts_come_from_the_management_api_and_fall_back_without
         await dashboard.state.live.stop()
 
 
-async def test_without_a_management_url_the_page_has_no_management_health(
-    amqp_app: TaskQueue,
+async def test_without_a_management_url_the_broker_s_own_api_is_used_when_it_answers(
+    amqp_app: TaskQueue, management: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No URL given: the API beside the broker (port 15672 of its host, here the
+    stand-in's port), with the broker URL's credentials, as ``taskq queues`` does."""
+    monkeypatch.setattr(amqp_management, "HTTP_PORT", management.server_address[1])
+    queue = amqp_app.topology.queue_name("mgmt.add")
+    management.answers = {
+        "/api/queues/%2F": [
+            {"name": queue, "messages_ready": 5, "messages_unacknowledged": 2, "consumers": 1}
+        ]
+    }
+    dashboard = create_app(amqp_app, poll_interval=0.1)
+    transport = httpx.ASGITransport(app=dashboard)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            shown = await eventually(lambda: _get(client, "/api/queues"), lambda s: s["queues"])
+            row = next(q for q in shown["queues"] if q["task"] == "mgmt.add")
+            assert (row["ready"], row["unacked"], row["consumers"]) == (5, 2, 1)
+            assert shown["health"]["management"]["ok"] is True
+            assert {auth for _, auth in management.seen} == {
+                "Basic " + base64.b64encode(b"guest:guest").decode()
+            }
+    finally:
+        await dashboard.state.live.stop()
+
+
+async def test_without_a_management_url_the_page_has_no_management_health(
+    amqp_app: TaskQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing answers beside the broker (most brokers: no plugin): no error shown,
+    unacked unknown, the guess tried again only after a minute."""
+    monkeypatch.setattr(amqp_management, "HTTP_PORT", closed_port())
     dashboard = create_app(amqp_app, poll_interval=0.1)
     transport = httpx.ASGITransport(app=dashboard)
     try:
@@ -115,6 +148,8 @@ async def test_without_a_management_url_the_page_has_no_management_health(
             shown = await eventually(lambda: _get(client, "/api/queues"), lambda s: s["queues"])
             assert "management" not in shown["health"]
             assert shown["queues"][0].get("unacked") is None
+            live = dashboard.state.live
+            assert live.management is not None and live._management_retry_at > 0
     finally:
         await dashboard.state.live.stop()
 

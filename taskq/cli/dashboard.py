@@ -51,7 +51,8 @@ def register(commands: Any, *, logging_options: argparse.ArgumentParser) -> None
         metavar="URL",
         default=None,
         help="RabbitMQ's management API, e.g. http://user:pass@host:15672, for unacked "
-        "counts (default: TASKQ_MANAGEMENT_URL; none if unset: ready and consumers only)",
+        "counts (default: TASKQ_MANAGEMENT_URL, else port 15672 of the broker's host with the "
+        "broker URL's credentials, if it answers; without one: ready and consumers only)",
     )
     parser.set_defaults(run=cmd_dashboard, default_level="info")
 

@@ -68,7 +68,8 @@ def create_app(
     the queues (default 2). ``management_url``: RabbitMQ's management API
     (``http://user:pass@host:15672``; the broker URL's credentials if it has none),
     polled for ready, unacked and consumers instead of passive declares, which cannot
-    tell unacked; a broker without one ignores it."""
+    tell unacked; a broker without one ignores it. Not given: the API beside the
+    broker (port 15672 of its node), used if it answers."""
     live = Live(app, poll_interval=poll_interval, management_url=management_url)
 
     @contextlib.asynccontextmanager

@@ -38,6 +38,8 @@ POLL_INTERVAL = 2.0
 COUNT_INTERVAL = 5.0
 #: Seconds :meth:`Live.stop` gives each connection to close.
 STOP_TIMEOUT = 2.0
+#: Seconds between two tries of a guessed management API that has never answered.
+GUESS_RETRY = 60.0
 #: Recent task events kept for a page that opens.
 FEED_SIZE = 50
 
@@ -57,9 +59,14 @@ class Live:
         self.broker = Health()
         self.store = Health()
         self.events_health = Health()
-        #: Where unacked counts come from (RabbitMQ's management API), when given.
-        self.management = app.broker.management_api(management_url) if management_url else None
+        #: Where unacked counts come from (RabbitMQ's management API): the URL given, or
+        #: the broker's own guess (port 15672 of its node, its credentials), as
+        #: ``taskq queues`` does. A guess that does not answer is no fault of anyone's:
+        #: it is tried again now and then, quietly, and the page shows no error for it.
+        self.management = app.broker.management_api(management_url)
+        self.management_given = management_url is not None
         self.management_health = Health()
+        self._management_retry_at = 0.0
         self.queues: list[dict[str, Any]] = []
         self.dead: dict[str, Any] | None = None
         self.counts: dict[str, int] = {}
@@ -189,12 +196,17 @@ class Live:
     async def _managed_queues(self) -> dict[str, QueueInfo] | None:
         """Every queue's figures from the management API; ``None`` when there is none
         or it did not answer (then passive declares tell ready and consumers)."""
-        if self.management is None:
+        if self.management is None or time.monotonic() < self._management_retry_at:
             return None
         try:
             # A blocking GET (urllib), in a thread: the loop keeps serving pages.
             known = await asyncio.to_thread(self.management.queues)
         except Exception as exc:
+            if not self.management_given and self.management_health.ok is None:
+                # A guess that never answered: most brokers without the plugin.
+                log.debug("no management API beside the broker", error=str(exc))
+                self._management_retry_at = time.monotonic() + GUESS_RETRY
+                return None
             if self.management_health.ok is not False:
                 log.warning("management API unreachable; unacked unknown", error=str(exc))
             self.management_health.down(exc)
@@ -294,8 +306,14 @@ class Live:
             "broker": vars(self.broker),
             "store": vars(self.store),
             "events": vars(self.events_health),
-            **({"management": vars(self.management_health)} if self.management else {}),
+            **({"management": vars(self.management_health)} if self._shows_management() else {}),
         }
+
+    def _shows_management(self) -> bool:
+        """The API given, or the guess once it answered: a guess never answered is not
+        a fault to show."""
+        given = self.management_given and self.management is not None
+        return given or self.management_health.ok is not None
 
     def snapshot(self) -> dict[str, Any]:
         return {
