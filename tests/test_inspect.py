@@ -265,3 +265,33 @@ async def test_results_are_kept_a_day_by_default_on_either_store(
     assert DEFAULT_TTL == 86_400
     assert 86_390_000 < ttl_ms <= 86_400_000
     assert TaskQueue(broker="memory://", store="memory://").store.ttl == DEFAULT_TTL
+
+
+def test_with_a_list_of_nodes_the_management_api_of_the_next_node_answers_when_the_first_does_not(
+    management: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``taskq queues`` and the dashboard ask the API beside the broker when no URL is
+    given: with a list of nodes whose first is down, the next node's API answers (any
+    node's answers for the whole cluster). Here the nodes are two loopback addresses
+    and only 127.0.0.1 has an API (the stand-in, on its own port)."""
+    from taskq.brokers import amqp_management
+    from taskq.brokers.amqp import AmqpBroker
+    from taskq.topology import Topology
+
+    monkeypatch.setattr(amqp_management, "HTTP_PORT", management.server_address[1])
+    management.answers = {"/api/queues/%2F": [{"name": "q", "messages_unacknowledged": 4}]}
+    broker = AmqpBroker(
+        "amqp://guest:guest@127.0.0.2:5672/;amqp://ops:s3cret@127.0.0.1:5672/", Topology("t")
+    )
+    api = broker.management_api()
+    assert api.base_url.startswith("http://127.0.0.2:")
+    assert api.queues()["q"].unacked == 4
+    ops = "Basic " + base64.b64encode(b"ops:s3cret").decode()
+    assert {auth for _, auth in management.seen} == {ops}  # that node's credentials
+
+    management.answers = {}  # an API that answers, with an error: not skipped over
+    with pytest.raises(amqp_management.ManagementUnavailable, match="404"):
+        api.queues()
+    single = AmqpBroker("amqp://guest:guest@127.0.0.2:5672/", Topology("t")).management_api()
+    with pytest.raises(amqp_management.ManagementUnavailable, match="no management API at"):
+        single.queues()

@@ -24,6 +24,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection, ExchangeType
@@ -372,5 +373,12 @@ class AmqpBroker(AmqpInspection, AmqpSideChannels, AmqpPublishWindow, AmqpCore):
         return consumer
 
     def management_api(self, management_url: str | None = None) -> ManagementApi:
-        # The node this process is on: any node's API answers for the whole cluster.
-        return ManagementApi.for_amqp_url(self._node().url, management_url)
+        # The node this process is on first (before a connect: the first of the list);
+        # any node's API answers for the whole cluster, so with no URL given the
+        # others' are asked in turn while it does not answer.
+        here = self._node()
+        if management_url is not None:
+            return ManagementApi.for_amqp_url(here.url, management_url)
+        at = self._nodes.index(here) if here in self._nodes else 0
+        apis = [ManagementApi.for_amqp_url(n.url) for n in self._nodes[at:] + self._nodes[:at]]
+        return replace(apis[0], others=tuple(apis[1:]))

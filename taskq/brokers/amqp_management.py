@@ -44,6 +44,10 @@ class ManagementUnavailable(TaskqError):
     something else than its JSON."""
 
 
+class _Unreachable(ManagementUnavailable):
+    """Nothing answered there: another node's API may."""
+
+
 @dataclass(frozen=True)
 class ManagementApi:
     """One broker's management API: its base URL (``http://host:15672``) and vhost."""
@@ -52,6 +56,9 @@ class ManagementApi:
     vhost: str = "/"
     username: str = field(default="guest", repr=False)
     password: str = field(default="guest", repr=False)
+    #: Where to ask next when this one does not answer: the APIs beside the other
+    #: nodes of a broker given as a list (any node's API answers for the cluster).
+    others: tuple[ManagementApi, ...] = field(default=(), repr=False)
 
     @classmethod
     def for_amqp_url(cls, amqp_url: str, management_url: str | None = None) -> ManagementApi:
@@ -108,6 +115,17 @@ class ManagementApi:
         return quote(self.vhost, safe="")
 
     def _get(self, path: str) -> list[dict[str, Any]]:
+        try:
+            return self._get_here(path)
+        except _Unreachable as exc:
+            for other in self.others:
+                try:
+                    return other._get_here(path)
+                except _Unreachable:
+                    continue
+            raise ManagementUnavailable(str(exc)) from None
+
+    def _get_here(self, path: str) -> list[dict[str, Any]]:
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         request = urllib.request.Request(
             self.base_url + path,
@@ -124,9 +142,7 @@ class ManagementApi:
             reason = f"{type(exc).__name__}: {exc}"
             if self.password:  # never echoed that we know of; never shown if it were
                 reason = reason.replace(self.password, "***")
-            raise ManagementUnavailable(
-                f"no management API at {self.display_url} ({reason})"
-            ) from None
+            raise _Unreachable(f"no management API at {self.display_url} ({reason})") from None
         if not isinstance(rows, list):
             raise ManagementUnavailable(f"the management API at {self.display_url} sent {rows!r}")
         return rows
