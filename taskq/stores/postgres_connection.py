@@ -46,17 +46,59 @@ RELEASE_TIMEOUT = 1.0
 SCHEMES = ("postgresql", "postgres")
 
 
+#: libpq's client-side options asyncpg does not read (it would send them to the server
+#: as settings, which refuses them): those that only tune what the driver does anyway
+#: or cannot change (TCP keepalives, SNI, compression) are dropped; those whose value
+#: asks for what the driver cannot do are refused in one line.
+_DROPPED = frozenset(
+    {
+        "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+        "tcp_user_timeout", "sslsni", "sslcompression",
+    }
+)  # fmt: skip
+#: Options the driver honours only in these values (what it does without them).
+_ONLY = {
+    "gssencmode": ("disable", "prefer"),  # no GSSAPI encryption: TLS is the driver's
+    "channel_binding": ("disable", "prefer"),  # SCRAM without channel binding
+    "load_balance_hosts": ("disable",),  # hosts are tried in the order given
+}
+_UNSUPPORTED = frozenset(
+    {"hostaddr", "replication", "sslcertmode", "require_auth", "gssdelegation", "sslkeylogfile"}
+)
+
+
 def driver_options(url: str) -> tuple[str, float]:
     """The DSN asyncpg is given and the connect timeout: libpq's ``connect_timeout``
     (seconds) is taken out of the query, as asyncpg would send it to the server as a
-    setting. Everything else (several hosts, ``target_session_attrs``, ``sslmode``,
-    ``sslrootcert``, ``sslcert``, ``sslkey``, ``sslpassword``...) is asyncpg's to read,
-    as libpq spells it."""
+    setting, and so are the libpq options asyncpg does not read (see ``_DROPPED``,
+    ``_ONLY``; ``fallback_application_name`` becomes ``application_name`` if that is not
+    given; ``requiressl=1`` is ``sslmode=require``). Everything else (several hosts,
+    ``target_session_attrs``, ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
+    ``sslpassword``, ``sslcrl``, ``passfile``, ``service``...) is asyncpg's to read, as
+    libpq spells it; any other name is a server setting (``application_name=...``)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {name for name, _ in query}
     timeout = OPERATION_TIMEOUT
     kept = []
     for name, value in query:
+        if name in _DROPPED or (name == "requiressl" and (value != "1" or "sslmode" in names)):
+            continue
+        if name == "requiressl":
+            kept.append(("sslmode", "require"))
+            continue
+        if name == "fallback_application_name":
+            if "application_name" not in names:
+                kept.append(("application_name", value))
+            continue
+        if name in _UNSUPPORTED or (name in _ONLY and value not in _ONLY[name]):
+            shown = name if name in _UNSUPPORTED else f"{name}={value}"
+            raise ConfigurationError(
+                f"the store URL {mask_url(url)!r} asks for {shown}, which the PostgreSQL "
+                "store's driver (asyncpg) cannot do"
+            )
+        if name in _ONLY:
+            continue
         if name == "connect_timeout":
             try:
                 timeout = float(value)
