@@ -141,9 +141,13 @@ class BroadcastRunner:
         result: Any = None,
         error: ErrorInfo | None = None,
     ) -> TaskStatus | None:
-        return await self.runner.store.worker_transition(
+        recorded = await self.runner.store.worker_transition(
             message.id, self.worker_id, task.name, state, result=result, error=error
         )
+        observer = self.runner.observer  # metrics and traces, as for any task
+        if observer is not None:
+            observer.recorded(state, recorded, error)
+        return recorded
 
     async def _emit(
         self,

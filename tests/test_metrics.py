@@ -200,3 +200,30 @@ def _send(task: Any) -> Any:
             return None
 
     return attempt
+
+
+async def test_broadcast_runs_are_counted_per_worker_like_any_task(
+    app: TaskQueue, metrics: tuple[WorkerMetrics, MetricsServer]
+) -> None:
+    kept, server = metrics
+    tries: list[int] = []
+
+    @app.task(name="m.reload", broadcast=True, max_retries=1)
+    async def reload() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise Retry(delay=0)
+        return "reloaded"
+
+    async with Worker(app, metrics=kept):
+        handle = await reload.delay()
+        outcomes = await handle.results(timeout=20, expected=1)
+        assert [s.state for s in outcomes.values()] == [TaskState.SUCCEEDED]
+        samples = await eventually(
+            lambda: asyncio.to_thread(scrape, server),
+            lambda s: value(s, "taskq_tasks_total", task="m.reload", state="succeeded") == 1,
+        )
+    assert value(samples, "taskq_tasks_total", task="m.reload", state="started") == 2
+    assert value(samples, "taskq_tasks_total", task="m.reload", state="retried") == 1
+    assert value(samples, "taskq_task_duration_seconds_count", task="m.reload") == 2
+    assert value(samples, "taskq_tasks_running", task="m.reload") == 0
