@@ -227,3 +227,27 @@ async def test_broadcast_runs_are_counted_per_worker_like_any_task(
     assert value(samples, "taskq_tasks_total", task="m.reload", state="retried") == 1
     assert value(samples, "taskq_task_duration_seconds_count", task="m.reload") == 2
     assert value(samples, "taskq_tasks_running", task="m.reload") == 0
+
+
+def test_the_worker_s_metrics_listen_on_127_0_0_1_unless_metrics_host_says_otherwise() -> None:
+    from taskq.cli import build_parser
+
+    parser = build_parser()
+    default = parser.parse_args(["worker", "app:app", "--metrics-port", "9100"])
+    assert (default.metrics_port, default.metrics_host) == (9100, "127.0.0.1")
+    given = parser.parse_args(["worker", "app:app", "--metrics-port", "0", "--metrics-host", "::1"])
+    assert given.metrics_host == "::1"
+
+    kept = WorkerMetrics()
+    local = serve(kept.registry, port=0)
+    elsewhere = serve(kept.registry, port=0, host="127.0.0.2")  # another loopback address
+    try:
+        assert local.server.server_address[0] == "127.0.0.1"
+        assert elsewhere.server.server_address[0] == "127.0.0.2"
+        answered = httpx.get(f"http://127.0.0.2:{elsewhere.port}/metrics", timeout=5)
+        assert "taskq_store_errors_total" in answered.text
+        with pytest.raises(httpx.ConnectError):  # not on 127.0.0.1
+            httpx.get(f"http://127.0.0.1:{elsewhere.port}/metrics", timeout=5)
+    finally:
+        local.close()
+        elsewhere.close()
