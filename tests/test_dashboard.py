@@ -128,7 +128,7 @@ async def test_the_api_shows_queues_counts_and_a_failed_task_and_requeues_its_de
             "/api/bulk/preview",
             {"action": "requeue", "name": "dash.boom", "state": "failed", "since": "60"},
         )
-        assert (preview["count"], preview["ids"]) == (1, [failed.id])
+        assert (preview["count"], preview["ids"], preview["capped"]) == (1, [failed.id], False)
         other = {"action": "requeue", "name": "dash.double"}
         nothing = await post(client, "/api/bulk/preview", other)
         assert nothing["count"] == 0
@@ -314,3 +314,32 @@ async def test_the_live_loop_ends_even_when_a_poll_swallows_its_cancel() -> None
     await asyncio.wait_for(polling.wait(), 5)
     await asyncio.wait_for(live.stop(), 5)
     assert polls == 1
+
+
+async def test_a_bulk_action_over_more_than_its_limit_says_so_and_takes_the_rest_when_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskq.dashboard import actions
+
+    monkeypatch.setattr(actions, "MAX_LIMIT", 2)
+    app = TaskQueue("memory://", store="memory://")
+
+    @app.task(name="bulk.later")
+    async def later() -> None: ...
+
+    handles = [await later.send(countdown=3600) for _ in range(3)]
+    dashboard = create_app(app, poll_interval=0.2)
+    transport = httpx.ASGITransport(app=dashboard)
+    cancel = {"action": "cancel", "name": "bulk.later"}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            preview = await post(client, "/api/bulk/preview", cancel)
+            assert (preview["count"], preview["capped"], preview["limit"]) == (2, True, 2)
+            assert (await post(client, "/api/bulk/run", cancel))["count"] == 2
+            preview = await post(client, "/api/bulk/preview", cancel)
+            assert (preview["count"], preview["capped"]) == (1, False)
+            assert (await post(client, "/api/bulk/run", cancel))["count"] == 1
+        states = {(await h.status()).state for h in handles}  # type: ignore[union-attr]
+        assert states == {TaskState.CANCELLED}
+    finally:
+        await dashboard.state.live.stop()

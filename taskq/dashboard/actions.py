@@ -4,6 +4,7 @@ because an action changes state and logs who asked: each is one line at ``info``
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -84,35 +85,50 @@ async def purge(request: Request) -> Response:
     return _json({"purged": count})
 
 
-async def _bulk_targets(app: TaskQueue, body: dict[str, Any]) -> tuple[str, list[str]]:
-    """The action and the task ids it would touch: for ``cancel``, the matching records
+#: The states a cancel can still stop (a running sync task refuses, as ever).
+_CANCELLABLE = (TaskState.QUEUED, TaskState.RETRYING, TaskState.STARTED)
+
+
+async def _bulk_targets(app: TaskQueue, body: dict[str, Any]) -> tuple[str, list[str], bool]:
+    """The action, the task ids it would touch (for ``cancel``, the matching records
     that can still be cancelled; for ``requeue``, the matching records that have a dead
-    letter."""
+    letter) and whether more may match: one action looks at :data:`MAX_LIMIT` records
+    and dead letters at most, and the page says so (run it again for the rest)."""
     action = body.get("action")
     where = _filter(body)
+    if action == "cancel":  # asked of the store state by state: finished ones are not counted
+        states = [where.state] if where.state is not None else list(_CANCELLABLE)
+        ids: list[str] = []
+        capped = False
+        for state in (s for s in states if s in _CANCELLABLE):
+            found = await app.store.find_tasks(replace(where, state=state), limit=MAX_LIMIT)
+            capped = capped or len(found) >= MAX_LIMIT
+            ids += [s.id for s in found if s.state is state]
+        return action, ids, capped
     found = await app.store.find_tasks(where, limit=MAX_LIMIT)
-    if action == "cancel":
-        live = (TaskState.QUEUED, TaskState.RETRYING, TaskState.STARTED)
-        return action, [s.id for s in found if s.state in live]
+    capped = len(found) >= MAX_LIMIT
     if action == "requeue":
         letters = await app.broker.dead_letters(MAX_LIMIT)
         dead_ids = {x.task_id for x in letters}
-        return action, [s.id for s in found if s.id in dead_ids]
+        capped = capped or len(letters) >= MAX_LIMIT
+        return action, [s.id for s in found if s.id in dead_ids], capped
     raise ValueError("action must be 'cancel' or 'requeue'")
 
 
 async def bulk_preview(request: Request) -> Response:
     try:
-        action, ids = await _bulk_targets(_app(request), await _body(request))
+        action, ids, capped = await _bulk_targets(_app(request), await _body(request))
     except Exception as exc:
         return _failure(exc)
-    return _json({"action": action, "count": len(ids), "ids": ids[:20]})
+    return _json(
+        {"action": action, "count": len(ids), "ids": ids[:20], "capped": capped, "limit": MAX_LIMIT}
+    )
 
 
 async def bulk_run(request: Request) -> Response:
     app = _app(request)
     try:
-        action, ids = await _bulk_targets(app, await _body(request))
+        action, ids, capped = await _bulk_targets(app, await _body(request))
         if action == "cancel":
             done = [task_id for task_id in ids if await app.cancel(task_id)]
         else:
@@ -120,7 +136,7 @@ async def bulk_run(request: Request) -> Response:
     except Exception as exc:
         return _failure(exc)
     log.info("bulk action from the dashboard", action=action, count=len(done))
-    return _json({"action": action, "count": len(done)})
+    return _json({"action": action, "count": len(done), "capped": capped})
 
 
 ROUTES = [

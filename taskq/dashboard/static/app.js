@@ -319,7 +319,8 @@ async function failuresPage() {
     try {
       const r = await post("bulk/preview", body());
       document.getElementById("bulk-count").textContent = `${r.action} would touch ${r.count} task(s)` +
-        (r.ids.length ? `: ${r.ids.join(", ")}${r.count > r.ids.length ? ", …" : ""}` : ".");
+        (r.ids.length ? `: ${r.ids.join(", ")}${r.count > r.ids.length ? ", …" : ""}` : ".") +
+        (r.capped ? ` Only the latest ${r.limit} matching records were looked at: run it again for the rest.` : "");
       runBtn.disabled = r.count === 0;
       runBtn.dataset.count = r.count;
     } catch (err) { toast(err.message); }
