@@ -127,38 +127,17 @@ def assert_complete(result: dict[str, Any]) -> None:
         at(result, f"settings.{key}")
 
 
-async def test_bench_reports_every_figure_and_leaves_nothing_behind(
+async def test_bench_reports_every_figure_echoes_its_flags_and_leaves_nothing_behind(
     amqp_url: str, redis_url: str
 ) -> None:
-    ran = await bench(amqp_url, redis_url, "--tasks", "300", "--json")
-
-    assert ran.returncode == 0, ran.stderr
-    result = json.loads(ran.stdout)
-    assert_complete(result)
-    settings = result["settings"]
-    assert settings["tasks"] == 300
-    assert (settings["processes"], settings["concurrency"], settings["prefetch"]) == (1, 100, 100)
-    assert settings["payload_bytes"] == 100
-    assert settings["queue_type"] == "quorum"
-    assert settings["exchange"].startswith("taskq-bench-")
-    if "@" in amqp_url and ":" in amqp_url.split("@")[0].split("//")[1]:
-        assert "***" in settings["broker"]
-    # Progress goes to stderr, one line per phase.
-    assert "raw publish and consume 300... publish" in ran.stderr
-    assert "drain 300 with 1 x 100..." in ran.stderr
-    assert "ceiling: drain 300 with 1 x plain aiormq + Redis..." in ran.stderr
-    await assert_nothing_left(amqp_url, redis_url, settings["exchange"])
-
-
-async def test_bench_with_two_worker_processes_echoes_its_flags(
-    amqp_url: str, redis_url: str
-) -> None:
-    # Given a list of nodes (the second one down), as `--broker` accepts: every phase,
-    # the plain ones (raw, one at a time, the ceiling's consumers) on the first URL.
+    # One run for both (a bench run is ~10 s of the suite): two worker processes, every
+    # flag given, and a list of nodes (the second one down), as `--broker` accepts:
+    # every phase, the plain ones (raw, one at a time, the ceiling's consumers) on the
+    # first URL. The defaults are checked by the table's run below.
     other = urlsplit(amqp_url)._replace(netloc=f"guest:s3cret-n0de@127.0.0.1:{closed_port()}")
     ran = await bench(
         f"{amqp_url};{urlunsplit(other)}", redis_url,
-        "--tasks", "200", "--processes", "2", "--concurrency", "20", "--payload-bytes", "50",
+        "--tasks", "300", "--processes", "2", "--concurrency", "20", "--payload-bytes", "50",
         "--json",
     )  # fmt: skip
 
@@ -166,9 +145,18 @@ async def test_bench_with_two_worker_processes_echoes_its_flags(
     result = json.loads(ran.stdout)
     assert_complete(result)
     settings = result["settings"]
+    assert settings["tasks"] == 300
     assert (settings["processes"], settings["concurrency"], settings["prefetch"]) == (2, 20, 20)
     assert settings["payload_bytes"] == 50
+    assert settings["queue_type"] == "quorum"
+    assert settings["exchange"].startswith("taskq-bench-")
     assert "s3cret-n0de" not in ran.stdout + ran.stderr
+    if "@" in amqp_url and ":" in amqp_url.split("@")[0].split("//")[1]:
+        assert "***" in settings["broker"]
+    # Progress goes to stderr, one line per phase.
+    assert "raw publish and consume 300... publish" in ran.stderr
+    assert "drain 300 with 2 x 20..." in ran.stderr
+    assert "ceiling: drain 300 with 2 x plain aiormq + Redis..." in ran.stderr
     await assert_nothing_left(amqp_url, redis_url, settings["exchange"])
 
 
@@ -176,6 +164,9 @@ async def test_bench_prints_a_table_without_json(amqp_url: str, redis_url: str) 
     ran = await bench(amqp_url, redis_url, "--tasks", "20")
 
     assert ran.returncode == 0, ran.stderr
+    # The defaults: one worker process of concurrency and prefetch 100.
+    assert "drain 20 with 1 x 100..." in ran.stderr
+    assert "ceiling: drain 20 with 1 x plain aiormq + Redis..." in ran.stderr
     for row in (
         "raw publish", "one at a time", "ceiling drain", "enqueue, sequential", "drain vs ceiling",
         "taskq delay()", "publish -> started", "RSS", "PSS of the worker's process tree",
