@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -74,3 +75,28 @@ async def test_worker_send_and_status_on_a_postgres_store(
     finally:
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(worker.wait(), 30) == RET_OK, log.read_text()
+
+
+async def test_taskq_store_migrate_with_app_uses_that_app_s_store_and_schema(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """``taskq store migrate --app APP_PATH``: the app's own store URL and schema, not
+    the environment's (which names Redis here)."""
+    schema = f"taskq_test_{uuid.uuid4().hex[:10]}"
+    module = f"migrate_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from taskq import TaskQueue\n"
+        f"app = TaskQueue(broker='memory://', store={pg_url!r}, store_schema={schema!r})\n"
+    )
+    env = environment(store_url="redis://127.0.0.1:1/0")
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    try:
+        ran = await run_python("-m", "taskq", "store", "migrate", "--app", f"{module}:app", env=env)
+        again = await run_python(
+            "-m", "taskq", "store", "migrate", "--app", f"{module}:app", env=env
+        )
+    finally:
+        await drop_pg_schema(pg_url, schema)
+    assert ran.returncode == RET_OK, ran.stderr
+    assert f"schema {schema} migrated from version 0 to" in ran.stdout
+    assert again.returncode == RET_OK and "up to date" in again.stdout
