@@ -103,7 +103,7 @@ async def _bulk_targets(app: TaskQueue, body: dict[str, Any]) -> tuple[str, list
         for state in (s for s in states if s in _CANCELLABLE):
             found = await app.store.find_tasks(replace(where, state=state), limit=MAX_LIMIT)
             capped = capped or len(found) >= MAX_LIMIT
-            ids += [s.id for s in found if s.state is state]
+            ids += [s.id for s in found]
         return action, ids, capped
     found = await app.store.find_tasks(where, limit=MAX_LIMIT)
     capped = len(found) >= MAX_LIMIT

@@ -82,10 +82,11 @@ def driver_options(url: str) -> tuple[str, float]:
     timeout = OPERATION_TIMEOUT
     kept = []
     for name, value in query:
-        if name in _DROPPED or (name == "requiressl" and (value != "1" or "sslmode" in names)):
+        if name in _DROPPED:
             continue
-        if name == "requiressl":
-            kept.append(("sslmode", "require"))
+        if name == "requiressl":  # libpq's old spelling; an sslmode given wins
+            if value == "1" and "sslmode" not in names:
+                kept.append(("sslmode", "require"))
             continue
         if name == "fallback_application_name":
             if "application_name" not in names:

@@ -40,6 +40,7 @@ import redis.asyncio as aioredis
 
 from taskq import TaskQueue
 from taskq.errors import BrokerError
+from taskq.loops import cancel_requested
 from tests.deployment import environment
 from tests.faults.sentinel import store_client
 from tests.faults.servers import RabbitNode
@@ -398,7 +399,6 @@ class StateWatcher:
         self.interval = interval
         self.regressions: dict[str, list[Any]] = {}
         self.samples = 0
-        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> StateWatcher:
@@ -407,11 +407,10 @@ class StateWatcher:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
-        # A flag as well as a cancel: redis-py sends with asyncio.wait_for, which on
-        # Python 3.11 swallows a cancel that lands as the send completes (about one
-        # cancel in ten here, measured), and a loop that only waits to be cancelled then
-        # samples forever. The wait is bounded all the same.
-        self._stopping = True
+        # The loop checks cancel_requested as well as catching the cancel: redis-py
+        # sends with asyncio.wait_for, which on Python 3.11 swallows a cancel that lands
+        # as the send completes (about one cancel in ten here, measured), and a loop that
+        # only waits to be cancelled then samples forever. The wait is bounded all the same.
         self._task.cancel()
         await asyncio.wait([self._task], timeout=5)
 
@@ -419,7 +418,7 @@ class StateWatcher:
         client = store_client(self.store_url, socket_timeout=2, socket_connect_timeout=2)
         succeeded: set[str] = set()
         try:
-            while not self._stopping:
+            while not cancel_requested():
                 try:
                     states = await read_states(client, self.exchange, self.ids)
                 except (OSError, aioredis.RedisError):
