@@ -70,7 +70,9 @@ async def test_a_worker_killed_while_it_holds_cancelled_messages_runs_none_of_th
         await fleet.wait_started(first)
         running, *held = task_ids("cancel-held", 4)
         await app.send(TOUCH, args=[running, 60], task_id=running)
-        await eventually(lambda: _states(app, [running]), lambda s: s[running] is TaskState.STARTED)
+        # Its body has run (counted), not only its `started` recorded: the record comes
+        # first, and a stop between the two would leave a task that never ran.
+        await eventually(lambda: _runs(deployment, [running]), lambda r: r[running] == 1)
         first.proc.send_signal(signal.SIGSTOP)  # holds what it has, answers nothing
         for task_id in held:
             await app.send(TOUCH, args=[task_id], task_id=task_id)
@@ -122,7 +124,7 @@ async def test_cancels_during_a_broker_restart_hold_and_interrupt_the_running_ta
         queued = task_ids("cancel-queued", 10)
         delayed = task_ids("cancel-delayed", 10)
         await app.send(TOUCH, args=[running, 60], task_id=running)
-        await eventually(lambda: _states(app, [running]), lambda s: s[running] is TaskState.STARTED)
+        await eventually(lambda: _runs(deployment, [running]), lambda r: r[running] == 1)
         for task_id in queued:  # behind the running one: prefetch 1
             await app.send(TOUCH, args=[task_id], task_id=task_id)
         for task_id in delayed:
