@@ -49,3 +49,13 @@ def cancel_requested() -> bool:
     The request still shows in :meth:`asyncio.Task.cancelling`."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def raise_if_cancel_requested() -> None:
+    """Raise :class:`asyncio.CancelledError` if the current task has been asked to stop
+    (:func:`cancel_requested`): for code that runs to its end rather than until
+    cancelled, at the points where it may stop. Without it a cancel swallowed by
+    ``asyncio.wait_for`` on 3.11 (a Ctrl-C landing as a ``taskq bench`` phase reads the
+    store through redis-py) would let the whole run go on and exit 0."""
+    if cancel_requested():
+        raise asyncio.CancelledError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import Any
 
 from taskq import loops
 
@@ -96,3 +97,41 @@ async def test_a_worker_heartbeat_stops_when_its_publish_swallows_the_cancel() -
     await asyncio.wait_for(inside.wait(), 5)
     await asyncio.wait_for(beat.stop(), 5)
     assert sends == ["heartbeat", "offline"]
+
+
+async def test_a_bench_wait_whose_read_swallows_the_cancel_still_stops() -> None:
+    """``taskq bench`` runs its phases to their end, polling the store for records; a
+    Ctrl-C that a read swallowed (as above) would let the whole run go on and exit 0.
+    Its waits stop at their next look instead, with ``CancelledError``."""
+    from taskq.bench.records import wait_finished
+    from taskq.stores.memory import MemoryStore
+
+    inside = asyncio.Event()
+    reads = 0
+
+    class SwallowingStore(MemoryStore):
+        async def get_many(self, task_ids: Any) -> list[Any]:
+            nonlocal reads
+            reads += 1
+            if reads == 1:  # the first read swallows the cancel; the next ones answer
+                inside.set()
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass
+            return [None] * len(task_ids)  # never finished
+
+    waiting = asyncio.create_task(wait_finished(SwallowingStore(), ["a"], stall_timeout=60))
+    await asyncio.wait_for(inside.wait(), 5)
+    waiting.cancel()
+    done, _ = await asyncio.wait([waiting], timeout=5)
+    assert done == {waiting} and waiting.cancelled()
+    assert reads == 1
+
+
+def test_raise_if_cancel_requested_outside_a_cancelled_task_does_nothing() -> None:
+    async def main() -> str:
+        loops.raise_if_cancel_requested()
+        return "ran on"
+
+    assert asyncio.run(main()) == "ran on"

@@ -20,6 +20,7 @@ from taskq.bench.procs import ProcessGroup
 from taskq.bench.records import wait_finished
 from taskq.bench.timing import per_second
 from taskq.errors import TaskqError
+from taskq.loops import raise_if_cancel_requested
 from taskq.status import TaskState, utcnow
 
 #: Seconds without progress (queue depth or finished records) before the bench gives up.
@@ -73,6 +74,7 @@ async def _consuming(app: TaskQueue, workers: ProcessGroup) -> float | None:
     (start-up, imports and connecting, left out)."""
     deadline = time.monotonic() + STALL_TIMEOUT
     while time.monotonic() < deadline:
+        raise_if_cancel_requested()
         workers.check()
         info = await app.broker.queue_info(NOOP_TASK)
         if info is not None and info.consumers >= workers.config.processes:
@@ -84,6 +86,7 @@ async def _consuming(app: TaskQueue, workers: ProcessGroup) -> float | None:
 async def _wait_queue_empty(app: TaskQueue, workers: ProcessGroup) -> None:
     ready, progress_at = -1, time.monotonic()
     while True:
+        raise_if_cancel_requested()
         workers.check()
         info = await app.broker.queue_info(NOOP_TASK)
         if info is None or info.ready == 0:

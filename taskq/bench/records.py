@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from taskq.errors import TaskqError
+from taskq.loops import raise_if_cancel_requested
 from taskq.status import TaskStatus
 from taskq.stores import StatusStore
 
@@ -50,6 +51,7 @@ async def wait_finished(
     waiting = list(ids)
     progress_at = time.monotonic()
     while waiting:
+        raise_if_cancel_requested()
         check()
         records = await read_records(store, waiting)
         still = []

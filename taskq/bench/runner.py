@@ -36,6 +36,7 @@ from taskq.bench.report import Progress, Round, SequentialFigures, summary
 from taskq.bench.sequential import Sequential, on_asyncio, raw_sequential, taskq_sequential
 from taskq.bench.tasks import build_app
 from taskq.errors import TaskqError
+from taskq.loops import raise_if_cancel_requested
 from taskq.stores.redis import RedisStore
 from taskq.task import Task
 
@@ -63,6 +64,7 @@ async def run_bench(config: BenchConfig, progress: Progress) -> dict[str, Any]:
             if config.rounds > 1:
                 progress.note(f"round {number} of {config.rounds}")
             rounds.append(await run_round(config, app, progress))
+        raise_if_cancel_requested()  # asked to stop during the last phase: no report
     finally:
         try:
             await remove_run(config, app)
@@ -84,7 +86,7 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
     task = app.tasks[NOOP_TASK]
     payload = config.payload
 
-    progress.start(f"raw publish and consume {n:,}")
+    _begin(progress, f"raw publish and consume {n:,}")
     # Plain aio-pika as it runs in a user's program, on asyncio's own loop: the stack
     # taskq starts from; uvloop is one of the things taskq brings to it (issue 5).
     raw = await on_asyncio(lambda: measure_raw(config, n))
@@ -92,24 +94,24 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
 
     sequential = await one_at_a_time(config, task, progress)
 
-    progress.start(f"enqueue concurrent {n:,} ({IN_FLIGHT} in flight)")
+    _begin(progress, f"enqueue concurrent {n:,} ({IN_FLIGHT} in flight)")
     concurrent = await enqueue_concurrent(task, payload, n)
     progress.done(f"{concurrent.per_s:,.0f}/s")
 
-    progress.start(f"enqueue bulk {n:,} (send_many)")
+    _begin(progress, f"enqueue bulk {n:,} (send_many)")
     await purge_tasks(config)
     bulk = await enqueue_bulk(task, payload, n)
     progress.done(f"{bulk.per_s:,.0f}/s")
     queued = bulk  # the last phase's tasks are the drain's
 
     workers = Workers(config)
-    progress.start(f"drain {n:,} with {config.processes} x {config.concurrency}")
+    _begin(progress, f"drain {n:,} with {config.processes} x {config.concurrency}")
     try:
         await workers.start()
         drained = await drain(app, queued.ids, workers)
         pss = [workers.tree_pss_mib()]
         progress.done(_drained(drained))
-        progress.start(f"latency {config.latency_tasks} tasks at {LATENCY_RATE:g}/s")
+        _begin(progress, f"latency {config.latency_tasks} tasks at {LATENCY_RATE:g}/s")
         latency = await measure_latency(
             task, payload, config.latency_tasks, LATENCY_RATE, app.store, workers.check
         )
@@ -119,7 +121,7 @@ async def run_round(config: BenchConfig, app: TaskQueue, progress: Progress) -> 
         rss = workers.peak_rss_mib()
         pss.append(workers.tree_pss_mib())
         # Its floor, with the workers up and idle as they were for taskq's.
-        progress.start(f"raw publish -> delivered, {config.latency_tasks} at {LATENCY_RATE:g}/s")
+        _begin(progress, f"raw publish -> delivered, {config.latency_tasks} at {LATENCY_RATE:g}/s")
         raw_latency = await measure_raw_latency(config, config.latency_tasks, LATENCY_RATE)
         progress.done(f"p50 {raw_latency.p50:.1f} ms")
     finally:
@@ -152,22 +154,22 @@ async def one_at_a_time(
     """taskq's ``delay()`` and raw publishes one at a time, on each loop; the queues
     are purged after each."""
     count = config.sequential_tasks
-    progress.start(f"enqueue sequential {count:,}")
+    _begin(progress, f"enqueue sequential {count:,}")
     uvloop = await enqueue_sequential(task, config.payload, count)
     await purge_tasks(config)
     progress.done(f"{uvloop.per_s:,.0f}/s, p50 {uvloop.p50_ms} ms")
 
-    progress.start(f"enqueue sequential {count:,} on asyncio's loop")
+    _begin(progress, f"enqueue sequential {count:,} on asyncio's loop")
     own = await on_asyncio(lambda: taskq_sequential(config, count))
     await purge_tasks(config)
     progress.done(f"{own.per_s:,.0f}/s, p50 {own.p50_ms} ms")
 
-    progress.start(f"raw publish one at a time {count:,} on asyncio's loop")
+    _begin(progress, f"raw publish one at a time {count:,} on asyncio's loop")
     raw = await on_asyncio(lambda: raw_sequential(config, count))
     progress.done(f"{raw.per_s:,.0f}/s, p50 {raw.p50_ms} ms")
     raw_uvloop = None
     if on_uvloop():
-        progress.start(f"raw publish one at a time {count:,} on uvloop")
+        _begin(progress, f"raw publish one at a time {count:,} on uvloop")
         raw_uvloop = await raw_sequential(config, count)
         progress.done(f"{raw_uvloop.per_s:,.0f}/s, p50 {raw_uvloop.p50_ms} ms")
     return SequentialFigures(
@@ -181,7 +183,7 @@ async def one_at_a_time(
 async def measure_ceiling(config: BenchConfig, app: TaskQueue, progress: Progress) -> Drained:
     """``tasks`` more no-op tasks queued (untimed), drained by the ceiling's consumers."""
     n = config.tasks
-    progress.start(f"ceiling: drain {n:,} with {config.processes} x plain aiormq + Redis")
+    _begin(progress, f"ceiling: drain {n:,} with {config.processes} x plain aiormq + Redis")
     queued = await enqueue_bulk(app.tasks[NOOP_TASK], config.payload, n)
     store = app.store
     assert isinstance(store, RedisStore)  # absent_reason() said so
@@ -198,3 +200,10 @@ async def measure_ceiling(config: BenchConfig, app: TaskQueue, progress: Progres
 def _drained(drained: Drained) -> str:
     cpu = "" if drained.worker_cpu_us is None else f", {drained.worker_cpu_us:,.0f} us CPU a task"
     return f"{drained.per_s:,.0f}/s{cpu}"
+
+
+def _begin(progress: Progress, label: str) -> None:
+    """Start a phase's line, unless the run was asked to stop: a Ctrl-C that the phase
+    before swallowed (:func:`taskq.loops.raise_if_cancel_requested`) ends it here."""
+    raise_if_cancel_requested()
+    progress.start(label)

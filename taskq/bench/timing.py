@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from taskq.loops import raise_if_cancel_requested
+
 T = TypeVar("T")
 
 
@@ -41,6 +43,7 @@ async def paced(count: int, rate: float, call: Callable[[int], Awaitable[T]]) ->
     begin = time.monotonic()
     for index in range(count):
         await asyncio.sleep(max(0.0, begin + index / rate - time.monotonic()))
+        raise_if_cancel_requested()
         calls.append(asyncio.ensure_future(call(index)))
     return list(await asyncio.gather(*calls))
 
