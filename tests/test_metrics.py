@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from taskq import Retry, TaskQueue, TaskState, Worker
 from taskq.errors import StoreError
 from taskq.metrics import MetricsServer, WorkerMetrics, serve
+from tests.conftest import remove_app
 from tests.helpers import eventually
 from tests.test_amqp_broker import TcpProxy
 
@@ -167,9 +168,10 @@ async def proxied_app(amqp_url: str, redis_url: str, exchange: str) -> AsyncIter
     try:
         yield app, proxy
     finally:
-        await app.broker.destroy(list(app.tasks))
-        await app.close()
-        await proxy.close()
+        try:
+            await remove_app(app, list(app.tasks), redis_url)  # its records too
+        finally:
+            await proxy.close()
 
 
 async def test_broker_reconnects_are_counted(

@@ -19,6 +19,7 @@ from taskq.brokers.memory import MemoryBroker
 from taskq.prefetch import ConsumerGroup, consume_tasks, prefetch_groups
 from taskq.retry import Retry
 from taskq.topology import MAX_PRIORITY_ARGUMENT, QueueSpec, Topology
+from tests.conftest import remove_app
 from tests.deployment import environment, run_python
 from tests.helpers import eventually
 
@@ -204,7 +205,7 @@ async def test_on_rabbitmq_3_quorum_queues_have_no_priorities(amqp_url: str, exc
         await app.connect()
         assert app.broker.quorum_priority_levels() is None  # RabbitMQ 3.10 here
     finally:
-        await app.close()
+        await remove_app(app, [], None)  # its exchanges and dead-letter queue
 
 
 # -- consuming by prefetch ---------------------------------------------------------------
