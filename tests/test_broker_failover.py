@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from taskq.brokers.amqp import AmqpBroker
-from taskq.brokers.amqp_failover import pause, worth_retrying
+from taskq.brokers.amqp_failover import drop_nacking_channel, pause, worth_retrying
 from taskq.errors import PublishError
 from taskq.topology import QueueSpec, Topology
 from tests.broker_nodes import proxies as proxies  # a fixture, used by name
@@ -181,3 +181,36 @@ def test_what_is_worth_another_try() -> None:
     assert not worth_retrying(ValueError("ours"))
     assert [pause(n, 10.0) for n in (1, 2, 3, 4, 5, 6)] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
     assert pause(3, 0.01) == 0.01
+
+
+async def test_a_nacking_channel_whose_close_is_cancelled_under_it_counts_as_closed() -> None:
+    """aiormq cancels a channel's close when the connection dies during it, and the close
+    raises that cancel: the channel is gone, as asked, and the send fails over instead
+    of raising ``CancelledError`` (the cluster fault scenario met it once). A cancel of
+    the caller's own task still goes through."""
+
+    class Closing:
+        is_closed = False
+        entered = asyncio.Event()
+
+        async def close(self) -> None:
+            self.entered.set()
+            await asyncio.sleep(0)
+            raise asyncio.CancelledError  # what aiormq's TaskWrapper re-raises
+
+    await drop_nacking_channel(Closing())  # type: ignore[arg-type]
+
+    class Stuck(Closing):
+        async def close(self) -> None:
+            self.entered.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                raise asyncio.CancelledError from None  # the same cancel, re-raised
+
+    stuck = Stuck()
+    closing = asyncio.create_task(drop_nacking_channel(stuck))  # type: ignore[arg-type]
+    await asyncio.wait_for(stuck.entered.wait(), 5)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing

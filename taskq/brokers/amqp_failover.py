@@ -34,6 +34,7 @@ from taskq.brokers.amqp_errors import driver_lost
 from taskq.brokers.amqp_publish import Outcome, returned
 from taskq.errors import TaskqError
 from taskq.logs import get_logger
+from taskq.loops import cancel_requested
 
 log = get_logger("taskq.brokers.amqp")  # the broker's lines keep its logger name
 
@@ -96,6 +97,15 @@ async def drop_nacking_channel(channel: aiormq.Channel) -> None:
         await channel.close()
     except (amqp.AMQPError, ConnectionError, OSError, RuntimeError) as exc:
         log.debug("nacking channel already closed", error=repr(exc))
+    except asyncio.CancelledError:
+        # aiormq cancels its channel's close when the connection dies under it, and the
+        # close re-raises that cancel: the channel is gone, which is what was asked. A
+        # cancel of this task itself goes on (seen in the cluster fault scenario: the
+        # clients' node killed while a nacking channel closed; the send then raised
+        # CancelledError instead of failing over).
+        if cancel_requested():
+            raise
+        log.debug("nacking channel closed with its connection")
 
 
 def pause(attempt: int, left: float) -> float:
