@@ -191,16 +191,19 @@ async def test_a_nacking_channel_whose_close_is_cancelled_under_it_counts_as_clo
 
     class Closing:
         is_closed = False
-        entered = asyncio.Event()
 
         async def close(self) -> None:
-            self.entered.set()
             await asyncio.sleep(0)
             raise asyncio.CancelledError  # what aiormq's TaskWrapper re-raises
 
     await drop_nacking_channel(Closing())  # type: ignore[arg-type]
 
-    class Stuck(Closing):
+    class Stuck:
+        is_closed = False
+
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()  # its own: the close below has begun
+
         async def close(self) -> None:
             self.entered.set()
             try:
